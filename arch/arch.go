@@ -1,0 +1,112 @@
+// Package arch describes a simulated architecture: its page-table
+// geometry, entry format, capabilities, cost table and the hooks through
+// which core code reaches arch-specific behaviour without naming an arch.
+//
+// The backends live in the subpackages x86, arm64, s390, sparc and um; the
+// registry in archs maps the names scenario scripts use ("arm64-16k") to
+// descriptors. Every descriptor is a plain value built at run time: no
+// build tags, no host state, identical on every host.
+package arch
+
+import (
+	"fmt"
+
+	"github.com/ptsim/ptsim/cost"
+	"github.com/ptsim/ptsim/pgtable"
+)
+
+// Arch describes one architecture configuration.
+type Arch struct {
+	// Name is the name scripts use ("x86_64", "arm64-64k", "um32").
+	Name string
+	// Geometry and Format describe the page tables and their entries.
+	Geometry pgtable.Geometry
+	Format   pgtable.Format
+	// User is the range of user virtual addresses (up to TASK_SIZE);
+	// DefaultUserTop, when non-zero, is where mmap stays below unless an
+	// address above it is asked for (x86 LA57 keeps to 47 bits).
+	User           pgtable.Range
+	DefaultUserTop uint64
+	// Kernel is the range of kernel virtual addresses; DirectMap and
+	// Vmemmap are where init_mm maps all of memory and the struct pages.
+	Kernel    pgtable.Range
+	DirectMap uint64
+	Vmemmap   uint64
+	// Caps lists what the arch can and cannot do.
+	Caps Caps
+	// Costs is the arch's one cost table.
+	Costs *cost.Table
+	// MovePTE is the arch's move_pte hook, called by mremap for every
+	// present PTE moved one at a time; nil is Linux's identity. It returns
+	// the entry to install and counts what it did on m.
+	MovePTE func(m *cost.Meter, e pgtable.Entry, oldAddr, newAddr uint64) pgtable.Entry
+}
+
+// Caps lists an architecture's capabilities, as Linux's Kconfig selects
+// them.
+type Caps struct {
+	// HaveMovePMD and HaveMovePUD: mremap may move whole PTE tables
+	// (PMD entries) and PMD tables (PUD entries). Selected by x86 and
+	// arm64 only.
+	HaveMovePMD, HaveMovePUD bool
+	// HugeSizes lists the hugetlb page sizes, smallest first.
+	HugeSizes []uint64
+	// THPLevels marks the levels at which a transparent huge page may be
+	// mapped by one leaf (PMD on most arches; none on UML).
+	THPLevels [pgtable.NumLevels]bool
+	// ContPTEs is CONT_PTES, the entries of a contiguous block; 0 when
+	// the arch has no contiguous-PTE hint.
+	ContPTEs int
+	// LiveEntriesNeedInvalidate: a valid entry may only be changed by an
+	// invalidating exchange (s390 IPTE/IDTE/CRDTE), never a plain store.
+	LiveEntriesNeedInvalidate bool
+	// DcacheAliasing: the D-cache is virtually indexed and move_pte
+	// flushes a page whose colour changes (sparc64).
+	DcacheAliasing bool
+	// OptimizeVmemmap: ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP (HVO).
+	OptimizeVmemmap bool
+	// StructPageSize is sizeof(struct page) in bytes.
+	StructPageSize uint64
+	// GrowLevels: page tables start with Geometry.MinTables levels and
+	// grow as addresses need (s390's crst_table_upgrade).
+	GrowLevels bool
+}
+
+// Validate checks the descriptor for internal consistency.
+func (a *Arch) Validate() error {
+	if a.Name == "" {
+		return fmt.Errorf("arch: no name")
+	}
+	if err := a.Geometry.Validate(); err != nil {
+		return fmt.Errorf("arch %s: %v", a.Name, err)
+	}
+	if a.Format.PageShift != a.Geometry.PageShift {
+		return fmt.Errorf("arch %s: format page shift %d differs from geometry %d", a.Name, a.Format.PageShift, a.Geometry.PageShift)
+	}
+	if a.Costs == nil {
+		return fmt.Errorf("arch %s: no cost table", a.Name)
+	}
+	if a.Caps.StructPageSize == 0 {
+		return fmt.Errorf("arch %s: no struct page size", a.Name)
+	}
+	return nil
+}
+
+// PageSize returns the base page size.
+func (a *Arch) PageSize() uint64 { return a.Geometry.PageSize() }
+
+// MaxOrder returns the largest folio order the arch needs: its largest
+// huge page size.
+func (a *Arch) MaxOrder() uint {
+	max := uint(0)
+	for _, s := range a.Caps.HugeSizes {
+		o := uint(0)
+		for (a.PageSize() << o) < s {
+			o++
+		}
+		if o > max {
+			max = o
+		}
+	}
+	return max
+}

@@ -1,0 +1,225 @@
+package cost
+
+import "fmt"
+
+// Event is one kind of primitive step that the model counts.
+type Event uint8
+
+// The events. The first group are the counters that scenario scripts name
+// (see SCENARIOS.md); the rest are the machine primitives that carry the
+// cost of the work. Counter names are the strings returned by String.
+const (
+	// Entries moved by mremap, per level.
+	PTEMoves Event = iota
+	PMDMoves
+	PUDMoves
+	HugePMDMoves
+
+	// Page-table entry writes at the PTE level.
+	PTESets
+	PTEClears
+
+	// Page-table pages allocated and freed.
+	PTAllocs
+	PTFrees
+
+	// Calls of Linux's flush API, by the kind the caller asked for.
+	TLBFlushPage
+	TLBFlushRange
+	TLBFlushMM
+	TLBFlushAll
+	TLBFlushKernel
+
+	// TLB entries dropped by flushes, cross-CPU shootdowns, lookups.
+	TLBInvalidated
+	TLBIPIs
+	TLBHits
+	TLBMisses
+
+	// D-cache flushes (sparc64 colour changes).
+	DcacheFlushes
+
+	// Page faults.
+	Faults
+	FaultsAnon
+	FaultsCOW
+
+	// fork's copy steps.
+	ForkBatches
+	ForkPTEs
+	ForkPageCopies
+
+	// arm64 contiguous-PTE management.
+	ContpteFolds
+	ContpteUnfolds
+	ContpteConverts
+
+	// HugeTLB vmemmap optimisation.
+	VmemmapSplits
+	VmemmapPagesFreed
+	VmemmapPagesRestored
+
+	// Speculative page faults.
+	SPFAttempts
+	SPFSuccess
+	SPFRetries
+
+	// Primitives below here are not named by the script contract; they
+	// carry cost and show in `stats` too.
+
+	// EntryReads counts software reads of page-table entries.
+	EntryReads
+	// UpperSets and UpperClears count entry writes above the PTE level.
+	UpperSets
+	UpperClears
+	// WalkSteps counts memory references of hardware page walks.
+	WalkSteps
+	// WalkCacheHits counts walk levels skipped thanks to the walk cache.
+	WalkCacheHits
+	// TLBFills counts TLB entries inserted after a walk.
+	TLBFills
+	// ADUpdates counts access/dirty bits set by the hardware walker.
+	ADUpdates
+	// Invlpg counts x86 single-address invalidations (INVLPG, or one
+	// INVLPGB chunk).
+	Invlpg
+	// LocalFullFlushes counts full flushes of one CPU's TLB for an ASID or
+	// for everything (a CR3 reload, TLBI ASIDE1 on one CPU).
+	LocalFullFlushes
+	// TLBIOps counts arm64 TLBI instructions (by VA, by ASID, by range, all).
+	TLBIOps
+	// TLBSyncs counts completion barriers of broadcast invalidations
+	// (arm64 DSB ISH after TLBI, x86 TLBSYNC).
+	TLBSyncs
+	// IPTEOps and IDTEOps count s390's invalidating exchanges of a page
+	// table entry and of a segment or region entry.
+	IPTEOps
+	IDTEOps
+	// TLBDemaps counts sparc64 per-address TSB and TLB demaps.
+	TLBDemaps
+	// HostSyscalls counts UML host mmap, munmap and mprotect calls.
+	HostSyscalls
+	// PTLocks counts page-table lock acquisitions.
+	PTLocks
+	// RmapLocks counts rmap lock acquisitions (i_mmap and anon_vma).
+	RmapLocks
+	// MmapLocks counts mmap_lock acquisitions.
+	MmapLocks
+	// RefAtomics counts atomic updates of folio reference counts.
+	RefAtomics
+	// MapcountAtomics counts atomic updates of mapcounts.
+	MapcountAtomics
+	// PageZeroes and PageCopies count base pages cleared and copied.
+	PageZeroes
+	PageCopies
+	// FolioAllocs and FolioFrees count folio allocations and frees.
+	FolioAllocs
+	FolioFrees
+	// VMAOps counts VMA allocations, splits, merges and removals.
+	VMAOps
+	// Syscalls counts system-call entries (mmap, munmap, mremap, fork...).
+	Syscalls
+	// RSSUpdates counts updates of an mm's RSS counters.
+	RSSUpdates
+	// ContextSwitches counts switches of a simulated CPU to another thread.
+	ContextSwitches
+
+	// NumEvents is the number of events.
+	NumEvents
+)
+
+var eventNames = [NumEvents]string{
+	PTEMoves:             "pte_moves",
+	PMDMoves:             "pmd_moves",
+	PUDMoves:             "pud_moves",
+	HugePMDMoves:         "huge_pmd_moves",
+	PTESets:              "pte_sets",
+	PTEClears:            "pte_clears",
+	PTAllocs:             "pt_allocs",
+	PTFrees:              "pt_frees",
+	TLBFlushPage:         "tlb_flush_page",
+	TLBFlushRange:        "tlb_flush_range",
+	TLBFlushMM:           "tlb_flush_mm",
+	TLBFlushAll:          "tlb_flush_all",
+	TLBFlushKernel:       "tlb_flush_kernel",
+	TLBInvalidated:       "tlb_invalidated",
+	TLBIPIs:              "tlb_ipis",
+	TLBHits:              "tlb_hits",
+	TLBMisses:            "tlb_misses",
+	DcacheFlushes:        "dcache_flushes",
+	Faults:               "faults",
+	FaultsAnon:           "faults_anon",
+	FaultsCOW:            "faults_cow",
+	ForkBatches:          "fork_batches",
+	ForkPTEs:             "fork_ptes",
+	ForkPageCopies:       "fork_page_copies",
+	ContpteFolds:         "contpte_folds",
+	ContpteUnfolds:       "contpte_unfolds",
+	ContpteConverts:      "contpte_converts",
+	VmemmapSplits:        "vmemmap_splits",
+	VmemmapPagesFreed:    "vmemmap_pages_freed",
+	VmemmapPagesRestored: "vmemmap_pages_restored",
+	SPFAttempts:          "spf_attempts",
+	SPFSuccess:           "spf_success",
+	SPFRetries:           "spf_retries",
+	EntryReads:           "entry_reads",
+	UpperSets:            "upper_sets",
+	UpperClears:          "upper_clears",
+	WalkSteps:            "walk_steps",
+	WalkCacheHits:        "walk_cache_hits",
+	TLBFills:             "tlb_fills",
+	ADUpdates:            "ad_updates",
+	Invlpg:               "invlpg",
+	LocalFullFlushes:     "local_full_flushes",
+	TLBIOps:              "tlbi_ops",
+	TLBSyncs:             "tlb_syncs",
+	IPTEOps:              "ipte_ops",
+	IDTEOps:              "idte_ops",
+	TLBDemaps:            "tlb_demaps",
+	HostSyscalls:         "host_syscalls",
+	PTLocks:              "pt_locks",
+	RmapLocks:            "rmap_locks",
+	MmapLocks:            "mmap_locks",
+	RefAtomics:           "ref_atomics",
+	MapcountAtomics:      "mapcount_atomics",
+	PageZeroes:           "page_zeroes",
+	PageCopies:           "page_copies",
+	FolioAllocs:          "folio_allocs",
+	FolioFrees:           "folio_frees",
+	VMAOps:               "vma_ops",
+	Syscalls:             "syscalls",
+	RSSUpdates:           "rss_updates",
+	ContextSwitches:      "context_switches",
+}
+
+// String returns the counter name of the event, as scripts spell it.
+func (e Event) String() string {
+	if e < NumEvents {
+		return eventNames[e]
+	}
+	return fmt.Sprintf("event(%d)", uint8(e))
+}
+
+// machineWide lists the events that belong to the machine rather than to
+// the address space that was current when they happened (SCENARIOS.md).
+var machineWide = [NumEvents]bool{
+	TLBFlushAll:          true,
+	TLBFlushKernel:       true,
+	VmemmapSplits:        true,
+	VmemmapPagesFreed:    true,
+	VmemmapPagesRestored: true,
+}
+
+// MachineWide reports whether scripts read the event's counter from the
+// machine rather than from the current address space.
+func (e Event) MachineWide() bool { return e < NumEvents && machineWide[e] }
+
+// EventByName returns the event whose counter name is name.
+func EventByName(name string) (Event, bool) {
+	for e, n := range eventNames {
+		if n == name {
+			return Event(e), true
+		}
+	}
+	return 0, false
+}

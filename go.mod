@@ -1,0 +1,3 @@
+module github.com/ptsim/ptsim
+
+go 1.26

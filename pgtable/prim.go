@@ -1,0 +1,159 @@
+package pgtable
+
+import (
+	"fmt"
+
+	"github.com/ptsim/ptsim/cost"
+)
+
+// WriteKind says how an entry was changed, which matters on architectures
+// that forbid changing a live entry with a plain store (s390).
+type WriteKind uint8
+
+const (
+	// WritePlain is a plain store: set_pte, pmd_clear, pmd_populate.
+	WritePlain WriteKind = iota
+	// WriteExchange is an invalidating exchange that purged the old
+	// translation from every TLB as part of the write (s390 IPTE, IDTE).
+	WriteExchange
+)
+
+// Observer sees every entry write; the TLB validator uses it to check
+// break-before-make and s390's invalidate-before-change rule.
+type Observer interface {
+	// Written is called after entry p (mapping addr) changed from old to
+	// new.
+	Written(pt *PageTable, addr uint64, p Ptr, old, new Entry, kind WriteKind)
+}
+
+// RawGet reads an entry (__ptep_get, pmdp_get) and counts the read.
+func (pt *PageTable) RawGet(p Ptr) Entry {
+	pt.meter.Add(cost.EntryReads, 1)
+	return p.T.entries[p.I]
+}
+
+// write stores e into p and keeps the table's use count, the counters and
+// the observer up to date. It is the one place entries change.
+func (pt *PageTable) write(addr uint64, p Ptr, e Entry, kind WriteKind) {
+	t := p.T
+	old := t.entries[p.I]
+	t.entries[p.I] = e
+	f := pt.fmt
+	oldNone, newNone := f.IsNone(old, t.level), f.IsNone(e, t.level)
+	if oldNone != newNone {
+		if newNone {
+			t.used--
+		} else {
+			t.used++
+		}
+	}
+	ev := cost.UpperSets
+	switch {
+	case t.level == PTE && newNone:
+		ev = cost.PTEClears
+	case t.level == PTE:
+		ev = cost.PTESets
+	case newNone:
+		ev = cost.UpperClears
+	}
+	pt.meter.Note(ev, 1, addr, uint64(e))
+	if pt.observer != nil {
+		pt.observer.Written(pt, addr, p, old, e, kind)
+	}
+}
+
+// RawSet stores a leaf or empty entry with a plain store (set_pte).
+// Precondition: p does not hold a table entry (use ClearTable for those).
+func (pt *PageTable) RawSet(addr uint64, p Ptr, e Entry) {
+	if p.T.level == PTE {
+		e |= pt.fmt.SetAlways
+	}
+	pt.write(addr, p, e, WritePlain)
+}
+
+// RawExchange stores e with an invalidating exchange and returns the old
+// value; the caller has purged (or is about to purge) the old
+// translation, as s390's IPTE does.
+func (pt *PageTable) RawExchange(addr uint64, p Ptr, e Entry) Entry {
+	old := p.T.entries[p.I]
+	if p.T.level == PTE {
+		e |= pt.fmt.SetAlways
+	}
+	pt.write(addr, p, e, WriteExchange)
+	return old
+}
+
+// RawSetPTEs writes nr consecutive PTEs starting at p, the first e and
+// each next one mapping the next frame (__set_ptes).
+// Precondition: p.I+nr <= p.T.Len().
+func (pt *PageTable) RawSetPTEs(addr uint64, p Ptr, e Entry, nr int) {
+	ps := uint64(1) << pt.fmt.PageShift
+	for i := 0; i < nr; i++ {
+		pt.RawSet(addr, Ptr{T: p.T, I: p.I + i}, e)
+		addr += ps
+		e = pt.fmt.AdvancePFN(e, PTE, 1)
+	}
+}
+
+// RawGetAndClear reads and clears one entry with a plain store
+// (__ptep_get_and_clear).
+func (pt *PageTable) RawGetAndClear(addr uint64, p Ptr) Entry {
+	old := pt.RawGet(p)
+	pt.write(addr, p, pt.fmt.None[p.T.level], WritePlain)
+	return old
+}
+
+// RawClear clears one entry with a plain store (__pte_clear).
+func (pt *PageTable) RawClear(addr uint64, p Ptr) {
+	pt.write(addr, p, pt.fmt.None[p.T.level], WritePlain)
+}
+
+// Populate makes p point at table child (pmd_populate, pud_populate...).
+// Precondition: p is empty and child is a detached table of the next level.
+func (pt *PageTable) Populate(addr uint64, p Ptr, child *Table) {
+	size := pt.tableGeo(p.T).Size()
+	child.base = addr &^ (size - 1)
+	p.T.next[p.I] = child
+	pt.gen++
+	pt.write(addr, p, pt.fmt.MkTable(p.T.level, child.pfn, pt.kernel), WritePlain)
+}
+
+// ClearTable clears a table entry with a plain store and returns the table
+// it pointed to, now detached (pmd_clear on a table entry). The table is
+// not freed: the caller moves it (mremap) or frees it after the TLB flush
+// (free_pgtables through the mmu_gather).
+func (pt *PageTable) ClearTable(addr uint64, p Ptr) *Table {
+	child := p.T.next[p.I]
+	p.T.next[p.I] = nil
+	pt.gen++
+	pt.write(addr, p, pt.fmt.None[p.T.level], WritePlain)
+	return child
+}
+
+// SetLeaf writes a huge leaf at an upper level with a plain store
+// (set_pmd_at, set_pud_at). It refuses, with EEXIST, to overwrite a table
+// entry, which would lose the table.
+func (pt *PageTable) SetLeaf(addr uint64, p Ptr, e Entry) error {
+	if p.T.level == PTE {
+		return fmt.Errorf("pgtable: SetLeaf at pte level: %w", EINVAL)
+	}
+	if p.T.next[p.I] != nil {
+		return fmt.Errorf("pgtable: %s at %#x holds a table: %w", p.T.level, addr, EEXIST)
+	}
+	pt.write(addr, p, e, WritePlain)
+	return nil
+}
+
+// ExchangeLeaf replaces an upper-level leaf with an invalidating exchange
+// and returns the old value (pmdp_huge_get_and_clear, pmdp_invalidate,
+// s390's IDTE).
+// Precondition: p holds a leaf or nothing.
+func (pt *PageTable) ExchangeLeaf(addr uint64, p Ptr, e Entry) Entry {
+	old := p.T.entries[p.I]
+	pt.write(addr, p, e, WriteExchange)
+	return old
+}
+
+// IsNone reports whether the entry p points at is empty, without counting
+// a read (the caller has read it).
+func (pt *PageTable) IsNone(e Entry, l Level) bool { return pt.fmt.IsNone(e, l) }
