@@ -70,6 +70,13 @@ type Caps struct {
 	// GrowLevels: page tables start with Geometry.MinTables levels and
 	// grow as addresses need (s390's crst_table_upgrade).
 	GrowLevels bool
+	// OldPrefaultedPTEs: fault-around maps the pages it did not fault on
+	// old (arch_wants_old_prefaulted_pte: arm64 with hardware access
+	// flags).
+	OldPrefaultedPTEs bool
+	// MmapMinAddr is the lowest address a fixed mapping may use
+	// (CONFIG_DEFAULT_MMAP_MIN_ADDR; 0 means no limit).
+	MmapMinAddr uint64
 }
 
 // Validate checks the descriptor for internal consistency.

@@ -46,6 +46,10 @@ type Bits struct {
 	SavedDirty Entry
 	// User marks a user-accessible entry.
 	User Entry
+	// Priv marks a privileged-only entry, the inverse of User (sparc64
+	// _PAGE_P). An arch with neither bit (s390, whose kernel has an
+	// address space of its own) has every entry user-accessible.
+	Priv Entry
 	// NoExec forbids instruction fetch when set (x86 NX, arm64 UXN, s390).
 	NoExec Entry
 	// Exec allows instruction fetch when set (sparc64 EXEC).
@@ -56,6 +60,10 @@ type Bits struct {
 	// DirtySetsSoftDirty is set when mkdirty also sets soft-dirty (x86,
 	// s390).
 	DirtySetsSoftDirty bool
+	// MkWriteClearsRdOnly is set when mkwrite clears RdOnly whatever the
+	// dirty state (arm64's pte_mkwrite_novma); otherwise mkwrite clears it
+	// only for a dirty entry (s390).
+	MkWriteClearsRdOnly bool
 	// LeafSet and LeafClear mark a huge leaf at an upper level: a present
 	// upper entry is a leaf when all of LeafSet are set and all of
 	// LeafClear are clear (x86 PSE; arm64 a clear table bit).
@@ -97,6 +105,14 @@ type Format struct {
 	NoneIgnore Entry
 	// SetAlways is ORed into every PTE written (UML _PAGE_NEEDSYNC).
 	SetAlways Entry
+	// ZeroFill makes new tables start zero-filled even where a clear
+	// stores a non-zero None (UML: pte_alloc hands out zeroed pages, while
+	// pte_clear stores _PAGE_NEEDSYNC). Otherwise new tables are filled
+	// with None, as s390 fills them with its invalid patterns.
+	ZeroFill bool
+	// PfnYoung is set when pfn_pte makes the entry young (s390's
+	// mk_pte_phys applies pte_mkyoung): MkPTE and MkKernel do the same.
+	PfnYoung bool
 	// TableBits are ORed with a child table's physical address to make a
 	// table entry, per level, for user and kernel page tables.
 	TableBits, KernelTableBits [NumLevels]Entry
@@ -110,6 +126,10 @@ type Format struct {
 	KernelRW, KernelRO, HugeKernelRW Entry
 	// LeafLevels marks the upper levels that may hold huge leaves.
 	LeafLevels [NumLevels]bool
+	// HugeLevelBits are ORed into every huge leaf at level l besides the
+	// Huge layout (s390 region-third leaves carry the region-3 table type,
+	// 0x04, which segment leaves do not).
+	HugeLevelBits [NumLevels]Entry
 	// HWYoung is set when the MMU sets the young bit itself on access;
 	// otherwise an old entry is not hardware-valid and faults.
 	HWYoung bool
@@ -150,12 +170,23 @@ func (f *Format) MkTable(l Level, pfn phys.PFN, kernel bool) Entry {
 // MkPTE returns a PTE mapping pfn with protection prot (pfn_pte with
 // vm_get_page_prot).
 func (f *Format) MkPTE(pfn phys.PFN, prot Prot) Entry {
-	return Entry(uint64(pfn)<<f.PageShift)&f.PTE.AddrMask | f.Prots[prot&(numProts-1)]
+	e := Entry(uint64(pfn)<<f.PageShift)&f.PTE.AddrMask | f.Prots[prot&(numProts-1)]
+	if f.PfnYoung {
+		e = f.MkYoung(e, PTE)
+	}
+	return e
 }
 
-// MkHuge returns an upper-level leaf mapping pfn (pfn_pmd + pmd_mkhuge).
+// MkHuge returns an upper-level leaf mapping pfn (pfn_pmd + pmd_mkhuge),
+// without the level's HugeLevelBits (see MkHugeAt).
 func (f *Format) MkHuge(pfn phys.PFN, prot Prot) Entry {
 	return Entry(uint64(pfn)<<f.PageShift)&f.Huge.AddrMask | f.HugeProts[prot&(numProts-1)]
+}
+
+// MkHugeAt returns a leaf at upper level l mapping pfn: MkHuge with the
+// level's HugeLevelBits.
+func (f *Format) MkHugeAt(l Level, pfn phys.PFN, prot Prot) Entry {
+	return f.MkHuge(pfn, prot) | f.HugeLevelBits[l]
 }
 
 // MkKernel returns a kernel PTE mapping pfn, PAGE_KERNEL or PAGE_KERNEL_RO.
@@ -164,7 +195,11 @@ func (f *Format) MkKernel(pfn phys.PFN, writable bool) Entry {
 	if writable {
 		prot = f.KernelRW
 	}
-	return Entry(uint64(pfn)<<f.PageShift)&f.PTE.AddrMask | prot
+	e := Entry(uint64(pfn)<<f.PageShift)&f.PTE.AddrMask | prot
+	if f.PfnYoung {
+		e = f.MkYoung(e, PTE)
+	}
+	return e
 }
 
 // MkKernelHuge returns a kernel upper-level leaf mapping pfn (PAGE_KERNEL
@@ -215,7 +250,16 @@ func (f *Format) UffdWP(e Entry, l Level) bool { return e&f.bits(l).UffdWP != 0 
 func (f *Format) Cont(e Entry, l Level) bool { return e&f.bits(l).Cont != 0 }
 
 // User reports whether a leaf is user-accessible.
-func (f *Format) User(e Entry, l Level) bool { return e&f.bits(l).User != 0 }
+func (f *Format) User(e Entry, l Level) bool {
+	b := f.bits(l)
+	switch {
+	case b.User != 0:
+		return e&b.User != 0
+	case b.Priv != 0:
+		return e&b.Priv == 0
+	}
+	return true
+}
 
 // Exec reports whether a leaf allows instruction fetch.
 func (f *Format) Exec(e Entry, l Level) bool {
@@ -251,15 +295,21 @@ func (f *Format) HWValidBits(e Entry, l Level) bool {
 }
 
 // HWReadable reports whether the MMU can translate a read through the
-// leaf without a fault: it is hardware-valid (and so, where young is
-// emulated, young).
-func (f *Format) HWReadable(e Entry, l Level) bool { return f.HWValidBits(e, l) }
+// leaf without a fault: it is hardware-valid and, where the MMU does not
+// set the young bit itself (HWYoung false), young. Arches that emulate
+// young with the valid bits (s390, sparc64) fail the first test already;
+// UML, whose host mapping grants no access to an old page, fails the
+// second.
+func (f *Format) HWReadable(e Entry, l Level) bool {
+	return f.HWValidBits(e, l) && (f.HWYoung || f.Young(e, l))
+}
 
 // HWWritable reports whether the MMU can translate a write through the
 // leaf without a fault: derived write enable where the arch has one, the
-// read-only bit (or DBM) where it has that, else the write bit.
+// read-only bit (or DBM) where it has that, else the write bit and, where
+// the MMU does not set the dirty bit itself (HWDirty false), the dirty bit.
 func (f *Format) HWWritable(e Entry, l Level) bool {
-	if !f.HWValidBits(e, l) {
+	if !f.HWReadable(e, l) {
 		return false
 	}
 	b := f.bits(l)
@@ -272,7 +322,7 @@ func (f *Format) HWWritable(e Entry, l Level) bool {
 		}
 		return b.DBM && f.HWDirty && e&b.Write != 0
 	default:
-		return e&b.Write != 0
+		return e&b.Write != 0 && (f.HWDirty || b.dirty(e))
 	}
 }
 
@@ -330,6 +380,9 @@ func (f *Format) MkWrite(e Entry, l Level) Entry {
 	e |= b.Write
 	if e&b.SavedDirty != 0 {
 		e = e&^b.SavedDirty | b.Dirty
+	}
+	if b.MkWriteClearsRdOnly {
+		e &^= b.RdOnly
 	}
 	if e&b.Dirty != 0 {
 		e &^= b.RdOnly
@@ -389,19 +442,23 @@ func (f *Format) SetPFN(e Entry, l Level, pfn phys.PFN) Entry {
 }
 
 // Modify returns e with the protection of prot, keeping its frame and its
-// young, dirty, soft-dirty and special state (pte_modify).
+// young, dirty, soft-dirty and special state (pte_modify). A young entry
+// whose new protection is young already is left as the protection gives
+// it: sparc64's PAGE_NONE is young but not valid, and marking it young
+// again would make it valid.
 func (f *Format) Modify(e Entry, l Level, prot Prot) Entry {
 	b := f.bits(l)
 	n := f.Prots[prot&(numProts-1)]
 	if l != PTE {
-		n = f.HugeProts[prot&(numProts-1)]
+		n = f.HugeProts[prot&(numProts-1)] | f.HugeLevelBits[l]
 	}
 	n |= e & b.AddrMask
 	n |= e & (b.Special | b.SoftDirty | b.UffdWP | b.Cont)
-	if f.Young(e, l) {
-		n = f.MkYoung(n, l)
-	} else {
+	switch {
+	case !f.Young(e, l):
 		n = f.MkOld(n, l)
+	case !f.Young(n, l):
+		n = f.MkYoung(n, l)
 	}
 	if f.Dirty(e, l) {
 		if b.DBM || b.SavedDirty != 0 || b.HWWrite != 0 || b.RdOnly != 0 {
@@ -412,9 +469,24 @@ func (f *Format) Modify(e Entry, l Level, prot Prot) Entry {
 	} else {
 		n = f.MkClean(n, l)
 	}
-	return n
+	// pte_modify keeps soft-dirty as it was; mkdirty above must not set it.
+	return n&^b.SoftDirty | e&b.SoftDirty
 }
 
 // SameIgnoring reports whether two leaf entries are equal once the bits of
 // mask are ignored (pte_same after __pte_batch_clear_ignored).
 func SameIgnoring(a, b, mask Entry) bool { return a&^mask == b&^mask }
+
+// HWMkDirty returns e as the MMU leaves it after a write through it: x86
+// sets the dirty bit; DBM hardware (arm64) clears the read-only bit of a
+// writable entry.
+func (f *Format) HWMkDirty(e Entry, l Level) Entry {
+	b := f.bits(l)
+	if b.DBM {
+		if e&b.Write != 0 {
+			e &^= b.RdOnly
+		}
+		return e
+	}
+	return e | b.Dirty
+}

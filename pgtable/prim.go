@@ -16,6 +16,9 @@ const (
 	// WriteExchange is an invalidating exchange that purged the old
 	// translation from every TLB as part of the write (s390 IPTE, IDTE).
 	WriteExchange
+	// WriteHardware is the MMU setting the access or dirty bit of a live
+	// entry, which break-before-make allows.
+	WriteHardware
 )
 
 // Observer sees every entry write; the TLB validator uses it to check
@@ -157,3 +160,16 @@ func (pt *PageTable) ExchangeLeaf(addr uint64, p Ptr, e Entry) Entry {
 // IsNone reports whether the entry p points at is empty, without counting
 // a read (the caller has read it).
 func (pt *PageTable) IsNone(e Entry, l Level) bool { return pt.fmt.IsNone(e, l) }
+
+// HWUpdate stores e as the MMU does when it sets the access or dirty bit
+// of a live entry during a walk (an atomic update, not a kernel store):
+// it counts ad_updates rather than an entry write.
+func (pt *PageTable) HWUpdate(addr uint64, p Ptr, e Entry) {
+	t := p.T
+	old := t.entries[p.I]
+	t.entries[p.I] = e
+	pt.meter.Note(cost.ADUpdates, 1, addr, uint64(e))
+	if pt.observer != nil {
+		pt.observer.Written(pt, addr, p, old, e, WriteHardware)
+	}
+}
