@@ -39,6 +39,13 @@ func (pt *PageTable) CheckRange(addr, size uint64) error {
 	case !pt.space.Contains(addr, size):
 		return fmt.Errorf("range %#x-%#x outside the address space %#x-%#x: %w",
 			addr, addr+size, pt.space.Start, pt.space.End, EINVAL)
+	case pt.top > 0 && (addr+size-1)>>pt.geo.Tables[pt.top].Shift >= uint64(pt.geo.Tables[pt.top].Entries):
+		// A table that has not grown to all its levels (s390 before
+		// crst_table_upgrade) cannot index higher addresses: they
+		// would alias low ones.
+		limit := pt.geo.Tables[pt.top].Span()
+		return fmt.Errorf("range %#x-%#x above the %d-level limit %#x; grow the table first: %w",
+			addr, addr+size, pt.Levels(), limit, EINVAL)
 	}
 	return nil
 }
@@ -53,16 +60,19 @@ func (pt *PageTable) leafFor(l Level, pfn phys.PFN, o MapOpts) Entry {
 	case l == PTE:
 		e = f.MkPTE(pfn, o.Prot)
 	case o.Kernel && o.Prot&ProtWrite != 0:
-		e = f.MkKernelHuge(pfn)
+		e = f.MkKernelHuge(pfn) | f.HugeLevelBits[l]
 	case o.Kernel:
 		e = f.PTEToHuge(f.MkKernel(pfn, false))
-		e = f.SetPFN(e, l, pfn)
+		e = f.SetPFN(e, l, pfn) | f.HugeLevelBits[l]
 	default:
-		e = f.MkHuge(pfn, o.Prot)
+		e = f.MkHugeAt(l, pfn, o.Prot)
 	}
-	if o.Old {
+	// An entry the protection already makes young is left alone: marking
+	// sparc64's PAGE_NONE young would make it valid.
+	switch {
+	case o.Old:
 		e = f.MkOld(e, l)
-	} else {
+	case !f.Young(e, l):
 		e = f.MkYoung(e, l)
 	}
 	if o.Dirty {
@@ -307,8 +317,10 @@ func (pt *PageTable) splitLeaf(addr uint64, p Ptr) (splitStep, error) {
 	nt.base = base
 	ce := e
 	if childGeo.Level == PTE {
-		ce = pt.fmt.HugeToPTE(e)
-	} else if !pt.fmt.LeafLevels[childGeo.Level] {
+		ce = pt.fmt.HugeToPTE(e &^ pt.fmt.HugeLevelBits[l])
+	} else if pt.fmt.LeafLevels[childGeo.Level] {
+		ce = e&^pt.fmt.HugeLevelBits[l] | pt.fmt.HugeLevelBits[childGeo.Level]
+	} else {
 		_ = pt.FreeTable(nt)
 		return splitStep{}, fmt.Errorf("split %#x: no %s leaves on this arch: %w", addr, childGeo.Level, EINVAL)
 	}

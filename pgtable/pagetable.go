@@ -211,7 +211,7 @@ func (pt *PageTable) AllocTable(l Level) (*Table, error) {
 	t := newTable(tg.Entries, l != PTE)
 	t.pfn, t.level, t.geo = pfn, l, int8(gi)
 	t.shift, t.mask = uint8(tg.Shift), uint32(tg.Entries-1)
-	if none := pt.fmt.None[l]; none != 0 {
+	if none := pt.fmt.None[l]; none != 0 && !pt.fmt.ZeroFill {
 		for i := range t.entries {
 			t.entries[i] = none
 		}
