@@ -13,6 +13,7 @@ import (
 
 	"github.com/ptsim/ptsim/cost"
 	"github.com/ptsim/ptsim/pgtable"
+	"github.com/ptsim/ptsim/tlb"
 )
 
 // Arch describes one architecture configuration.
@@ -40,6 +41,27 @@ type Arch struct {
 	// present PTE moved one at a time; nil is Linux's identity. It returns
 	// the entry to install and counts what it did on m.
 	MovePTE func(m *cost.Meter, e pgtable.Entry, oldAddr, newAddr uint64) pgtable.Entry
+	// NewTLBPolicy returns the arch's TLB policy for a machine: what each
+	// flush call invalidates where, and what it costs. nil means tlb's
+	// GenericPolicy.
+	NewTLBPolicy func(p Platform) tlb.Policy
+}
+
+// Platform holds the machine parameters that are real inputs of the cost
+// model (TARGETS.md), not knobs for one experiment. A policy reads them
+// once, when it is built.
+type Platform struct {
+	// CPUs is the number of CPUs (the TLB system's count rules; a policy
+	// may size per-CPU state from it).
+	CPUs int
+	// Virtualized: the machine is a VM, so every IPI traps to the
+	// hypervisor (x86 counts a VM exit per IPI sent).
+	Virtualized bool
+	// RangeTLBI: arm64 FEAT_TLBIRANGE, range invalidations by TLBI RVAE1.
+	RangeTLBI bool
+	// BBML2: arm64 BBML2 without conflict aborts; block-size and
+	// contiguous-bit changes need no break-before-make flush.
+	BBML2 bool
 }
 
 // Caps lists an architecture's capabilities, as Linux's Kconfig selects

@@ -196,7 +196,17 @@ func (pt *PageTable) PtepSetAccessFlags(addr uint64, p Ptr, e Entry, dirty bool)
 func (pt *PageTable) PteBatchHint(p Ptr, e Entry) int { return pt.ops.BatchHint(pt, p, e) }
 
 // EnterLazyMMU enters lazy-MMU mode (arch_enter_lazy_mmu_mode).
-func (pt *PageTable) EnterLazyMMU() { pt.ops.EnterLazyMMU(pt) }
+func (pt *PageTable) EnterLazyMMU() {
+	pt.ops.EnterLazyMMU(pt)
+	if lo, ok := pt.observer.(LazyObserver); ok {
+		lo.LazyMMU(pt, true)
+	}
+}
 
 // LeaveLazyMMU leaves lazy-MMU mode (arch_leave_lazy_mmu_mode).
-func (pt *PageTable) LeaveLazyMMU() { pt.ops.LeaveLazyMMU(pt) }
+func (pt *PageTable) LeaveLazyMMU() {
+	pt.ops.LeaveLazyMMU(pt)
+	if lo, ok := pt.observer.(LazyObserver); ok {
+		lo.LazyMMU(pt, false)
+	}
+}

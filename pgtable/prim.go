@@ -29,6 +29,15 @@ type Observer interface {
 	Written(pt *PageTable, addr uint64, p Ptr, old, new Entry, kind WriteKind)
 }
 
+// LazyObserver is an Observer that also sees lazy-MMU sections begin and
+// end: sparc64 flushes the addresses it batched when a section ends.
+type LazyObserver interface {
+	Observer
+	// LazyMMU is called after the table entered (enter) or left a
+	// lazy-MMU section; Lazy() tells whether sections are still open.
+	LazyMMU(pt *PageTable, enter bool)
+}
+
 // RawGet reads an entry (__ptep_get, pmdp_get) and counts the read.
 func (pt *PageTable) RawGet(p Ptr) Entry {
 	pt.meter.Add(cost.EntryReads, 1)
