@@ -315,6 +315,9 @@ func New(gr Granule) *arch.Arch {
 			ContPTEs:        g.contPTEs,
 			OptimizeVmemmap: true,
 			StructPageSize:  structPageSize,
+			// arch_wants_old_prefaulted_pte is cpu_has_hw_af(), true
+			// with the FEAT_HAFDBS the model assumes.
+			OldPrefaultedPTEs: true,
 		},
 		Costs: Costs,
 	}
