@@ -221,9 +221,9 @@ func archFacts(name string) facts {
 			leafLevels: []pgtable.Level{pgtable.PUD, pgtable.PMD},
 			hugeSizes:  []uint64{1 << 20, 2 << 30},
 			special:    true, softDirty: true, invalidate: true, grow: true,
-			none:      [pgtable.NumLevels]pgtable.Entry{0x2c, 0x28, 0x24, 0x20, 0x400},
-			freshNone: 0x400,
-			userTable: map[pgtable.Level]pgtable.Entry{pgtable.PGD: 0x0f, pgtable.P4D: 0x0b, pgtable.PUD: 0x07, pgtable.PMD: 0x01},
+			none:        [pgtable.NumLevels]pgtable.Entry{0x2c, 0x28, 0x24, 0x20, 0x400},
+			freshNone:   0x400,
+			userTable:   map[pgtable.Level]pgtable.Entry{pgtable.PGD: 0x0f, pgtable.P4D: 0x0b, pgtable.PUD: 0x07, pgtable.PMD: 0x01},
 			kernelTable: map[pgtable.Level]pgtable.Entry{pgtable.PGD: 0x0f, pgtable.P4D: 0x0b, pgtable.PUD: 0x07, pgtable.PMD: 0x01},
 			// pfn_pte applies pte_mkyoung: INVALID goes for readable prots.
 			prots: map[pgtable.Prot]pgtable.Entry{
@@ -262,7 +262,7 @@ func archFacts(name string) facts {
 				pnone: 0x90, ro: 0xc1, rw: 0xc1, rx: 0xc1, srw: 0xe1, srwx: 0xe1,
 			},
 			kernelRW: 0x1a1, kernelRO: 0x1a1,
-			userTop:  1 << 39, directMap: 0x6000_0000, kernelStart: 0x6000_0000, structPage: 64,
+			userTop: 1 << 39, directMap: 0x6000_0000, kernelStart: 0x6000_0000, structPage: 64,
 		}
 		if name == "um32" {
 			f.levels, f.maxLevels, f.entries = 2, 2, []int{1024, 1024}
