@@ -213,6 +213,9 @@ func (f *Format) IsLeaf(e Entry, l Level) bool {
 	if l == PTE {
 		return f.Present(e, l)
 	}
+	if !f.LeafLevels[l] {
+		return false // no huge leaves here (UML has none at all)
+	}
 	b := &f.Huge
 	return e&b.Present != 0 && e&b.LeafSet == b.LeafSet && e&b.LeafClear == 0
 }
