@@ -30,10 +30,11 @@
 // TTBR1 half, and VMEMMAP_START = VMEMMAP_END - VMEMMAP_SIZE with
 // VMEMMAP_END = -1 GiB and VMEMMAP_SIZE = (1<<47 >> PAGE_SHIFT) *
 // sizeof(struct page), as arch/arm64/include/asm/memory.h defines them
-// today. Documentation/arch/arm64/memory.rst no longer carries the layout
-// tables; its last table (v6.12) put the 4 KiB vmemmap at
-// 0xfffffc0000000000, the placement before vmemmap moved to the top of
-// the address space.
+// today. Documentation/arch/arm64/memory.rst no longer carries layout
+// tables; the 48-bit 4 KiB table it had until they were removed gives the
+// same PAGE_OFFSET and user range but the older vmemmap placement,
+// 0xfffffc0000000000 (2 TiB below the top), from before vmemmap moved up
+// under VMEMMAP_END.
 package arm64
 
 import (
@@ -288,7 +289,8 @@ func format(g *granule) pgtable.Format {
 	return f
 }
 
-// New returns the arm64 descriptor for granule gr with a 48-bit VA.
+// New returns the arm64 descriptor for granule gr with a 48-bit VA; an
+// unknown granule gives the 4 KiB descriptor.
 func New(gr Granule) *arch.Arch {
 	if gr < Granule4K || gr > Granule64K {
 		gr = Granule4K
