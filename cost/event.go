@@ -123,6 +123,10 @@ const (
 	RSSUpdates
 	// ContextSwitches counts switches of a simulated CPU to another thread.
 	ContextSwitches
+	// IPIVMExits counts IPIs sent from a virtual machine: each write of
+	// the interrupt command register traps to the hypervisor (a VM exit)
+	// and the target vCPU takes an injected interrupt.
+	IPIVMExits
 
 	// NumEvents is the number of events.
 	NumEvents
@@ -190,6 +194,7 @@ var eventNames = [NumEvents]string{
 	Syscalls:             "syscalls",
 	RSSUpdates:           "rss_updates",
 	ContextSwitches:      "context_switches",
+	IPIVMExits:           "ipi_vm_exits",
 }
 
 // String returns the counter name of the event, as scripts spell it.

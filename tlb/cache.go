@@ -372,17 +372,25 @@ func (c *CPU) note(m *cost.Meter, n int, addr uint64) int {
 // DropVA drops the TLB entries that translate va for ctx's ASID and the
 // global ones that do (and walk-cache entries as sc says), counts them as
 // tlb_invalidated on m (trace: addr va, val the CPU) and returns how many
-// TLB entries went. It is one invalidation instruction by address.
+// TLB entries went. It is one invalidation instruction by address. A nil
+// ctx matches global entries only (or, with AllASIDs, every entry).
 func (c *CPU) DropVA(m *cost.Meter, ctx *Context, va uint64, sc Scope) int {
+	return c.note(m, c.dropVA(asidOf(ctx), va, sc), va)
+}
+
+// asidOf returns ctx's ASID, or 0 (no context's) for nil.
+func asidOf(ctx *Context) uint32 {
 	if ctx == nil {
 		return 0
 	}
-	return c.note(m, c.dropVA(ctx.asid, va, sc), va)
+	return ctx.asid
 }
 
-// strides returns the number of stride addresses in [start, end):
-// ceil((end-start) / 1<<shift), without overflow.
-func strides(start, end uint64, shift uint) uint64 {
+// Strides returns the number of stride addresses in [start, end):
+// ceil((end-start) / 1<<shift), without overflow; 0 when end <= start.
+// It is the iteration count of Linux's "for (addr = start; addr < end;
+// addr += 1 << shift)" loops.
+func Strides(start, end uint64, shift uint) uint64 {
 	if end <= start {
 		return 0
 	}
@@ -412,23 +420,24 @@ func (s *System) clampShift(shift uint) uint {
 // entries dropped as one tlb_invalidated record (addr start) and returns
 // them. Cost: the cheaper of one probe per stride and one pass over the
 // TLB, so huge ranges stay bounded. A stride shift outside
-// [page shift, 63] is clamped.
+// [page shift, 63] is clamped. A nil ctx is as for DropVA.
 func (c *CPU) DropRange(m *cost.Meter, ctx *Context, start, end uint64, strideShift uint, sc Scope) int {
-	if ctx == nil || end <= start {
+	if end <= start {
 		return 0
 	}
+	asid := asidOf(ctx)
 	sh := c.sys.clampShift(strideShift)
-	n := strides(start, end, sh)
+	n := Strides(start, end, sh)
 	probes := n * uint64(bits.OnesCount64(c.sys.shiftMask)) * uint64(c.sys.ways)
 	if probes <= uint64(c.sys.entries) {
 		dropped := 0
 		a := start
 		for i := uint64(0); i < n; i++ {
-			dropped += c.dropVA(ctx.asid, a, sc&^WalkASID)
+			dropped += c.dropVA(asid, a, sc&^WalkASID)
 			a += 1 << sh
 		}
 		if sc&WalkASID != 0 {
-			c.dropWalk(ctx.asid, sc, nil)
+			c.dropWalk(asid, sc, nil)
 		}
 		return c.note(m, dropped, start)
 	}
@@ -437,26 +446,26 @@ func (c *CPU) DropRange(m *cost.Meter, ctx *Context, start, end uint64, strideSh
 	hit := func(lo, hi uint64) bool {
 		first := start
 		if lo > start {
-			first = start + strides(start, lo, sh)<<sh
+			first = start + Strides(start, lo, sh)<<sh
 			if first < lo { // wrapped
 				return false
 			}
 		}
 		return first < end && (hi == 0 || first < hi)
 	}
-	return c.note(m, c.dropMatching(ctx.asid, sc, hit), start)
+	return c.note(m, c.dropMatching(asid, sc, hit), start)
 }
 
 // DropOverlap drops every entry of ctx's ASID (and every global entry)
 // that overlaps [start, end), with walk-cache entries as sc says, and
 // counts them like DropRange: a range invalidation (arm64 TLBI RVAE1).
-// Cost: one pass over the TLB.
+// Cost: one pass over the TLB. A nil ctx is as for DropVA.
 func (c *CPU) DropOverlap(m *cost.Meter, ctx *Context, start, end uint64, sc Scope) int {
-	if ctx == nil || end <= start {
+	if end <= start {
 		return 0
 	}
 	overlap := func(lo, hi uint64) bool { return lo < end && (hi == 0 || hi > start) }
-	return c.note(m, c.dropMatching(ctx.asid, sc, overlap), start)
+	return c.note(m, c.dropMatching(asidOf(ctx), sc, overlap), start)
 }
 
 // dropMatching drops the live entries of asid (or global) whose range

@@ -276,10 +276,6 @@ type GenericPolicy struct {
 	CheckLiveStore bool
 }
 
-// noContext stands for "no ASID" in drops that should match global
-// entries only: ASID 0 is never given to a context.
-var noContext = &Context{name: "none"}
-
 // DefaultGenericCeiling is GenericPolicy's default ceiling: 512 strides,
 // arm64's MAX_DVM_OPS with 4 KiB pages.
 const DefaultGenericCeiling = 512
@@ -325,7 +321,7 @@ func (p *GenericPolicy) Flush(s *System, r *Request) {
 		case kernel:
 			// No kernel context: only global entries can be
 			// cached for kernel addresses.
-			c.DropRange(r.Meter, noContext, r.Start, r.End, r.StrideShift, LeafOnly)
+			c.DropRange(r.Meter, nil, r.Start, r.End, r.StrideShift, LeafOnly)
 		case full:
 			c.DropASID(r.Meter, r.Ctx)
 		case r.Kind == FlushPage:

@@ -6,6 +6,7 @@ package x86
 import (
 	"github.com/ptsim/ptsim/arch"
 	"github.com/ptsim/ptsim/pgtable"
+	"github.com/ptsim/ptsim/tlb"
 )
 
 // Entry bits (pgtable_types.h).
@@ -133,6 +134,9 @@ func New(v Variant) *arch.Arch {
 			StructPageSize:  64,
 		},
 		Costs: Costs,
+		NewTLBPolicy: func(p arch.Platform) tlb.Policy {
+			return NewTLBPolicy(p)
+		},
 	}
 	a.Caps.THPLevels[pgtable.PMD] = true
 	levels := []pgtable.TableGeometry{
