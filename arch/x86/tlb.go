@@ -269,12 +269,13 @@ func (p *TLBPolicy) Switch(s *tlb.System, c *tlb.CPU, prev, next *tlb.Context) {
 	st.loaded = i
 }
 
-// Reachable reports whether c can use its cached entries of ctx: it runs
-// ctx (and so receives every flush), or holds ctx in a PCID slot that is
-// up to date with ctx's tlb_gen. A slot that is behind is flushed on the
-// next switch to ctx, so its entries are unreachable.
+// Reachable reports whether c can use its cached entries of ctx: ctx is
+// the kernel's (its tables are part of every mm, reachable under any
+// PCID), c runs ctx (and so receives every flush), or c holds ctx in a
+// PCID slot that is up to date with ctx's tlb_gen. A slot that is behind
+// is flushed on the next switch to ctx, so its entries are unreachable.
 func (p *TLBPolicy) Reachable(s *tlb.System, c *tlb.CPU, ctx *tlb.Context, va uint64) bool {
-	if c.Current() == ctx {
+	if ctx.Kernel() || c.Current() == ctx {
 		return true
 	}
 	for _, sl := range p.cpus[c.ID()].slots {

@@ -516,6 +516,35 @@ func TestX86Gather(t *testing.T) {
 	}
 }
 
+// TestX86KernelWalkCache: kernel tables are reachable from every CPU
+// whatever mm it runs, so a freed kernel table left in a walk cache is
+// caught, and flush_tlb_kernel_range over it clears it.
+func TestX86KernelWalkCache(t *testing.T) {
+	m := newMachine(t, 2, arch.Platform{})
+	kpt, kctx := m.mm("kernel", true)
+	_, u := m.mm("user", false)
+	if err := kpt.Map(kernelVA, 2*page, 0x300, pgtable.MapOpts{Kernel: true, Prot: pgtable.ProtWrite}); err != nil {
+		t.Fatal(err)
+	}
+	m.sys.CPU(1).Switch(u)
+	fill(t, m.sys.CPU(1), kctx, kernelVA)
+	pte := tlb.TableFor(kpt, kernelVA, pgtable.PTE)
+	if err := kpt.Unmap(kernelVA, 2*page); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range m.sys.Validate() {
+		if s.WalkCache && s.CPU == 1 && s.Cached.PFN == pte.PFN() && strings.HasSuffix(s.Reason, "freed") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("freed kernel table not caught: %v", m.sys.Validate())
+	}
+	m.sys.FlushTLBKernelRange(kernelVA, kernelVA+2*page)
+	mustClean(t, m.sys)
+}
+
 func TestX86Tune(t *testing.T) {
 	p := x86.NewTLBPolicy(arch.Platform{})
 	var tn tlb.Tunable = p
