@@ -40,8 +40,10 @@ type Gather struct {
 
 // gatheredTable is one table RemoveTable took.
 type gatheredTable struct {
+	// pt is the page table the table belonged to, which frees it.
 	pt *pgtable.PageTable
-	t  *pgtable.Table
+	// t is the detached table.
+	t *pgtable.Table
 }
 
 // NewGather starts an mmu_gather on ctx (tlb_gather_mmu, or

@@ -174,8 +174,9 @@ type System struct {
 	// lookups probe these sizes, smallest first.
 	shiftMask uint64
 	// pageShift is the base page shift, taken from the first context's
-	// page table (12 until then).
-	pageShift uint
+	// page table (12 until then); shiftKnown is set once it is.
+	pageShift  uint
+	shiftKnown bool
 	// local is the CPU executing the kernel code that calls the flush
 	// API (smp_processor_id()).
 	local int
@@ -369,8 +370,8 @@ func (s *System) NewContext(name string, pt *pgtable.PageTable, m *cost.Meter, k
 	s.ctxs[asid] = ctx
 	if pt != nil {
 		geo := pt.Geometry()
-		if len(s.Contexts()) == 1 {
-			s.pageShift = geo.PageShift
+		if !s.shiftKnown {
+			s.pageShift, s.shiftKnown = geo.PageShift, true
 		}
 		for l := pgtable.Level(0); l < pgtable.NumLevels; l++ {
 			for _, tg := range geo.Tables {

@@ -824,3 +824,50 @@ func TestTraceDeterministic(t *testing.T) {
 		t.Fatal("flushes left stale entries")
 	}
 }
+
+// TestDropRangeStrategies: DropRange's pass over the TLB (taken for long
+// ranges) drops exactly what one DropVA per stride drops, for every
+// stride and page size.
+func TestDropRangeStrategies(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for trial := 0; trial < 200; trial++ {
+		type ins struct {
+			va    uint64
+			shift uint8
+		}
+		var entries []ins
+		for i := 0; i < 40; i++ {
+			shift := []uint8{12, 12, 12, 16, 21}[rng.IntN(5)]
+			va := userVA + rng.Uint64N(8<<20)
+			entries = append(entries, ins{va >> shift << shift, shift})
+		}
+		stride := []uint{12, 13, 16, 21}[rng.IntN(4)]
+		start := userVA + rng.Uint64N(4<<20)
+		end := start + rng.Uint64N(4<<20)
+		build := func() (*env, *tlb.Context) {
+			e := newEnv(t, tlb.Config{Entries: 64, Ways: 4})
+			_, ctx := e.mm("mm", false)
+			for _, x := range entries {
+				e.sys.CPU(0).Insert(ctx, tlb.Entry{VA: x.va, Shift: x.shift, PFN: 1, Perm: tlb.PermRead})
+			}
+			return e, ctx
+		}
+		e1, c1 := build()
+		e2, c2 := build()
+		n1 := e1.sys.CPU(0).DropRange(nil, c1, start, end, stride, tlb.LeafOnly)
+		n2 := 0
+		for i := uint64(0); i < tlb.Strides(start, end, stride); i++ {
+			n2 += e2.sys.CPU(0).DropVA(nil, c2, start+i<<stride, tlb.LeafOnly)
+		}
+		if n1 != n2 {
+			t.Fatalf("trial %d: DropRange dropped %d, per-stride DropVA %d", trial, n1, n2)
+		}
+		for _, x := range entries {
+			_, ok1 := e1.sys.CPU(0).Probe(c1, x.va)
+			_, ok2 := e2.sys.CPU(0).Probe(c2, x.va)
+			if ok1 != ok2 {
+				t.Fatalf("trial %d: entry %#x/%d kept %v vs %v", trial, x.va, x.shift, ok1, ok2)
+			}
+		}
+	}
+}
