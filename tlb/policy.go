@@ -141,6 +141,12 @@ type Request struct {
 	// FreedTables is set when page tables were freed, so walk caches must
 	// go too (flush_tlb_mm_range's freed_tables).
 	FreedTables bool
+	// LastLevel is set when only leaf entries changed, so walk caches may
+	// stay: arm64's tlb_flush passes last_level = !freed_tables. The
+	// Flush* methods never set it (Linux's flush_tlb_range invalidates
+	// intermediate entries too); a policy's TLBFlush sets it through
+	// FlushRequest.
+	LastLevel bool
 	// Meter is where the policy counts the work: the mm's meter, or the
 	// kernel meter for FlushAll and FlushKernelRange.
 	Meter *cost.Meter
@@ -163,6 +169,36 @@ func (s *System) flush(r *Request) {
 	}
 	r.Meter.Note(flushEvents[r.Kind], 1, r.Start, length)
 	s.policy.Flush(s, r)
+}
+
+// FlushRequest counts one flush API call of kind r.Kind on r.Meter and
+// hands r to the policy: for a policy's TLBFlush that needs a request the
+// Flush* methods cannot express (arm64's last-level flush of a gather,
+// s390's lazy mm flush). A nil Meter is the context's (the kernel meter
+// for FlushAll and FlushKernelRange; for those a nil Ctx is the kernel
+// context). A request of an unknown kind, or for a missing or released
+// context, is ignored.
+func (s *System) FlushRequest(r *Request) {
+	if r == nil || r.Kind >= numFlushKinds {
+		return
+	}
+	kernel := r.Kind == FlushAll || r.Kind == FlushKernelRange
+	switch {
+	case kernel && r.Ctx == nil:
+		r.Ctx = s.kernel
+	case !kernel && !s.usable(r.Ctx):
+		return
+	}
+	if r.Meter == nil {
+		r.Meter = s.kmeter
+		if !kernel {
+			r.Meter = r.Ctx.meter
+		}
+	}
+	if r.StrideShift > 63 {
+		r.StrideShift = 63
+	}
+	s.flush(r)
 }
 
 // usable reports whether ctx can be flushed.
@@ -254,8 +290,8 @@ func (BasePolicy) Reachable(s *System, c *CPU, ctx *Context, va uint64) bool { r
 // GenericPolicy is a simple, configurable policy for tests and for an
 // arch without a policy of its own: every flush invalidates on every CPU
 // (hardware broadcast, as arm64 TLBI IS), per stride below Ceiling
-// strides and by ASID above it; flush_tlb_page invalidates the last level
-// only; flush_tlb_all and flush_tlb_kernel_range above the ceiling drop
+// strides and by ASID above it; flush_tlb_page and LastLevel requests
+// invalidate the last level only; flush_tlb_all and flush_tlb_kernel_range above the ceiling drop
 // everything. With IPIs set, invalidations on CPUs other than the local
 // one are shootdowns: one tlb_ipis per target CPU in the mm_cpumask (all
 // CPUs for kernel flushes), and CPUs outside the mask are left alone.
@@ -324,8 +360,8 @@ func (p *GenericPolicy) Flush(s *System, r *Request) {
 			c.DropRange(r.Meter, nil, r.Start, r.End, r.StrideShift, LeafOnly)
 		case full:
 			c.DropASID(r.Meter, r.Ctx)
-		case r.Kind == FlushPage:
-			c.DropVA(r.Meter, r.Ctx, r.Start, LeafOnly)
+		case r.Kind == FlushPage || r.LastLevel:
+			c.DropRange(r.Meter, r.Ctx, r.Start, r.End, r.StrideShift, LeafOnly)
 		default:
 			c.DropRange(r.Meter, r.Ctx, r.Start, r.End, r.StrideShift, WalkVA)
 		}

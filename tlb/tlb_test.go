@@ -871,3 +871,28 @@ func TestDropRangeStrategies(t *testing.T) {
 		}
 	}
 }
+
+// TestFlushRequest: a policy's own request is counted once as its kind,
+// and LastLevel keeps the walk cache.
+func TestFlushRequest(t *testing.T) {
+	e := newEnv(t, tlb.Config{})
+	pt, ctx := e.mm("mm", false)
+	mapRW(t, pt, userVA, 2, 0x10)
+	c := e.sys.CPU(0)
+	fill(t, c, ctx, userVA, true)
+	e.sys.FlushRequest(&tlb.Request{Kind: tlb.FlushRange, Ctx: ctx, Start: userVA, End: userVA + page, StrideShift: 12, LastLevel: true})
+	if _, ok := c.Probe(ctx, userVA); ok {
+		t.Fatal("entry survived")
+	}
+	if _, ok := c.WalkCacheProbe(ctx, userVA, pgtable.PTE); !ok {
+		t.Fatal("last-level flush dropped the walk cache")
+	}
+	if n := ctx.Meter().Count(cost.TLBFlushRange); n != 1 {
+		t.Fatalf("tlb_flush_range %d", n)
+	}
+	e.sys.FlushRequest(&tlb.Request{Kind: 99, Ctx: ctx})
+	e.sys.FlushRequest(&tlb.Request{Kind: tlb.FlushKernelRange, Start: kernelVA, End: kernelVA + page})
+	if n := e.km.Count(cost.TLBFlushKernel); n != 1 {
+		t.Fatalf("tlb_flush_kernel %d", n)
+	}
+}
