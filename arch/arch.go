@@ -13,6 +13,7 @@ import (
 
 	"github.com/ptsim/ptsim/cost"
 	"github.com/ptsim/ptsim/pgtable"
+	"github.com/ptsim/ptsim/phys"
 	"github.com/ptsim/ptsim/tlb"
 )
 
@@ -45,6 +46,33 @@ type Arch struct {
 	// flush call invalidates where, and what it costs. nil means tlb's
 	// GenericPolicy.
 	NewTLBPolicy func(p Platform) tlb.Policy
+	// NewPTEOps returns the arch's operations under the public PTE
+	// functions for one user address space (arm64 contpte, s390 IPTE,
+	// sparc64 TLB batching, UML sync marks); nil means pgtable's generic
+	// ones. Kernel page tables always use the generic ones.
+	NewPTEOps func(env Env) pgtable.ArchOps
+}
+
+// Env gives an arch's PTE operations what they need of the address space
+// they serve.
+type Env struct {
+	// TLB is the machine's TLB system and Context the address space in it.
+	TLB     *tlb.System
+	Context *tlb.Context
+	// Memory is physical memory (contpte asks which folio covers a block).
+	Memory *phys.Memory
+	// Meter counts the address space's work.
+	Meter *cost.Meter
+	// Knobs reports the kernel switches as they are now.
+	Knobs func() KnobView
+}
+
+// KnobView is the part of the kernel switches that arch code reads.
+type KnobView struct {
+	// ContPTE: arm64 manages contiguous PTEs transparently.
+	ContPTE bool
+	// BBML2: contpte_convert may skip its TLB flush.
+	BBML2 bool
 }
 
 // Platform holds the machine parameters that are real inputs of the cost
