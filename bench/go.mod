@@ -16,10 +16,7 @@ require (
 	golang.org/x/time v0.15.0 // indirect
 )
 
-// The ptsim library itself, from the enclosing repository. No package in
-// this module imports it yet, so `go mod tidy` would drop this requirement;
-// re-add it (or keep it) once ptsim benchmarks (BenchmarkMap4K,
-// BenchmarkLookup) are added next to gvisor_test.go.
+// The ptsim library itself, from the enclosing repository (ptsim_test.go).
 require github.com/ptsim/ptsim v0.0.0
 
 replace github.com/ptsim/ptsim => ../
