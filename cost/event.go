@@ -127,6 +127,17 @@ const (
 	// the interrupt command register traps to the hypervisor (a VM exit)
 	// and the target vCPU takes an injected interrupt.
 	IPIVMExits
+	// FolioLookups counts vm_normal_page plus page_folio: finding the
+	// page and the folio behind a present PTE (fork does it once per PTE,
+	// or once per batch of PTEs of one folio).
+	FolioLookups
+	// CopyPTEIters counts iterations of copy_pte_range's loop body: one
+	// per PTE, or per batch of PTEs copied in one step.
+	CopyPTEIters
+	// PTEBatchCompares counts the PTEs folio_pte_batch reads and compares
+	// with the expected next entry after the first (one per contiguous
+	// block where pte_batch_hint skips a block).
+	PTEBatchCompares
 
 	// NumEvents is the number of events.
 	NumEvents
@@ -195,6 +206,9 @@ var eventNames = [NumEvents]string{
 	RSSUpdates:           "rss_updates",
 	ContextSwitches:      "context_switches",
 	IPIVMExits:           "ipi_vm_exits",
+	FolioLookups:         "folio_lookups",
+	CopyPTEIters:         "copy_pte_iters",
+	PTEBatchCompares:     "pte_batch_compares",
 }
 
 // String returns the counter name of the event, as scripts spell it.
