@@ -139,6 +139,46 @@ const (
 	// block where pte_batch_hint skips a block).
 	PTEBatchCompares
 
+	// LineTransfers counts cache-line transfers between CPUs: an atomic
+	// on, or a read of, a line that another CPU wrote last (the bouncing
+	// of a contended lock word).
+	LineTransfers
+	// SeqReads counts reads and checks of sequence counts (mmap_seq,
+	// vm_lock_seq, mm_lock_seq) that hit the reader's cache.
+	SeqReads
+	// RCUReadSections counts RCU read-side sections, and the IRQ-off
+	// sections of speculative walks, entered.
+	RCUReadSections
+	// VMALocks counts per-VMA lock operations (vma_start_read and its
+	// vma_end_read, vma_start_write).
+	VMALocks
+	// Speculative-fault aborts by reason, as Michel Lespinasse's "mm:
+	// anon spf statistics" names them: sequence count odd at the start;
+	// no VMA; VMA not anonymous; sequence changed while copying the VMA;
+	// access not allowed; pgd/p4d/pud none or huge; pmd none or huge;
+	// anon_vma needed; and pte_map_lock's checks (sequence, pmd_same, PTE
+	// lock trylock, sequence again).
+	SPFAbortOdd
+	SPFAbortUnmapped
+	SPFAbortNoSpeculate
+	SPFAbortVMACopy
+	SPFAbortAccessError
+	SPFAbortPUD
+	SPFAbortPMD
+	SPFAbortAnonVMA
+	SPFAbortMapSeq1
+	SPFAbortMapPMD
+	SPFAbortMapPTL
+	SPFAbortMapSeq2
+	// VMALockMiss and VMALockAbort count lock_vma_under_rcu failures: no
+	// VMA found, and a VMA found but not lockable (write-locked, not
+	// anonymous, no anon_vma, detached or moved).
+	VMALockMiss
+	VMALockAbort
+	// SPFPTLFreed counts speculative PTE-lock trylocks that touched a
+	// lock already freed by munmap (David Hildenbrand's objection).
+	SPFPTLFreed
+
 	// NumEvents is the number of events.
 	NumEvents
 )
@@ -209,6 +249,25 @@ var eventNames = [NumEvents]string{
 	FolioLookups:         "folio_lookups",
 	CopyPTEIters:         "copy_pte_iters",
 	PTEBatchCompares:     "pte_batch_compares",
+	LineTransfers:        "line_transfers",
+	SeqReads:             "seq_reads",
+	RCUReadSections:      "rcu_read_sections",
+	VMALocks:             "vma_locks",
+	SPFAbortOdd:          "spf_abort_odd",
+	SPFAbortUnmapped:     "spf_abort_unmapped",
+	SPFAbortNoSpeculate:  "spf_abort_no_speculate",
+	SPFAbortVMACopy:      "spf_abort_vma_copy",
+	SPFAbortAccessError:  "spf_abort_access_error",
+	SPFAbortPUD:          "spf_abort_pud",
+	SPFAbortPMD:          "spf_abort_pmd",
+	SPFAbortAnonVMA:      "spf_abort_anon_vma",
+	SPFAbortMapSeq1:      "spf_abort_pte_map_lock_seq1",
+	SPFAbortMapPMD:       "spf_abort_pte_map_lock_pmd",
+	SPFAbortMapPTL:       "spf_abort_pte_map_lock_ptl",
+	SPFAbortMapSeq2:      "spf_abort_pte_map_lock_seq2",
+	VMALockMiss:          "vma_lock_miss",
+	VMALockAbort:         "vma_lock_abort",
+	SPFPTLFreed:          "spf_ptl_freed",
 }
 
 // String returns the counter name of the event, as scripts spell it.

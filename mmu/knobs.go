@@ -49,6 +49,9 @@ type Knobs struct {
 	HVO, HVOBatch bool
 	// SPF selects the fault synchronisation.
 	SPF SPFMode
+	// SPFPTL says when munmap frees a PTE table's lock (spf_ptl; see
+	// SPFPTLModel in spf_support.go).
+	SPFPTL SPFPTLModel
 	// THP lets a PMD-sized folio be mapped by one PMD entry.
 	THP bool
 	// Virt models a virtual machine: IPIs trap to the hypervisor.
