@@ -176,7 +176,7 @@ func checkKnobOptions(need bool) func(c *Call) error {
 	return func(c *Call) error {
 		kvs := c.Options()
 		if need && len(kvs) == 0 {
-			return fmt.Errorf("missing key=value (keys: %s)", strings.Join(mmu.KnobNames(), ", "))
+			return fmt.Errorf("missing key=value (ptsim help lists the keys)")
 		}
 		for _, kv := range kvs {
 			if err := checkKnob(kv.Key, kv.Value); err != nil {
@@ -190,7 +190,7 @@ func checkKnobOptions(need bool) func(c *Call) error {
 func checkKnob(key, val string) error {
 	known := mmu.KnobNames()
 	if i := sort.SearchStrings(known, key); i == len(known) || known[i] != key {
-		return fmt.Errorf("unknown option %q (keys: %s)", clip(key), strings.Join(known, ", "))
+		return fmt.Errorf("unknown option %q (ptsim help lists the keys)", clip(key))
 	}
 	var first error
 	for _, a := range allArchs() {
@@ -203,7 +203,9 @@ func checkKnob(key, val string) error {
 			first = err
 		}
 	}
-	return fmt.Errorf("bad value: %v", first)
+	msg := strings.TrimPrefix(first.Error(), "config "+key+"="+val+": ")
+	msg = strings.TrimSuffix(msg, ": "+mmu.EINVAL.Error())
+	return fmt.Errorf("bad value %s=%s: %s", clip(key), clip(val), msg)
 }
 
 // applyKnobs applies key=value switches all or nothing: on the machine if

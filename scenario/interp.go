@@ -347,3 +347,19 @@ func ParseFile(path string) (*Script, error) {
 	}
 	return Parse(path, src)
 }
+
+// Exec parses and runs one script: what it prints goes to out, the
+// diagnostics (SyntaxErrors or the Failure, one per line, file:line
+// first) to diag. It returns the exit status: 0, 1 or 2 as ExitStatus.
+// opt.Out is replaced by out.
+func Exec(name string, src []byte, out, diag io.Writer, opt Options) int {
+	s, err := Parse(name, src)
+	if err == nil {
+		opt.Out = out
+		err = Run(s, opt)
+	}
+	if err != nil {
+		fmt.Fprintln(diag, err)
+	}
+	return ExitStatus(err)
+}

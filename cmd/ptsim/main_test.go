@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ptsim/ptsim/scenario"
+)
+
+// td is the repository's testdata folder.
+const td = "../../testdata/"
+
+func TestRun(t *testing.T) {
+	tmp := t.TempDir()
+	good := filepath.Join(tmp, "good.pts")
+	if err := os.WriteFile(good, []byte("mmap 0x10000000 64K\nwrite 0x10000000 64K\nstats faults\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(tmp, "bad.pts")
+	if err := os.WriteFile(bad, []byte("mmap 0x10000000 64K\nstats faults\nmmapp 1 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		args       []string
+		status     int
+		stdout     []string // substrings, in order
+		stderr     []string
+		noStdout   bool
+		exactStdio string // whole stdout, when set
+	}{
+		{name: "no args", args: nil, status: 2, stderr: []string{"usage:"}, noStdout: true},
+		{name: "unknown subcommand", args: []string{"fly"}, status: 2, stderr: []string{`unknown command "fly"`}},
+		{name: "run without files", args: []string{"run"}, status: 2, stderr: []string{"no script files"}},
+		{name: "run bad flag", args: []string{"run", "-bogus", good}, status: 2, stderr: []string{"bogus"}},
+		{name: "run one", args: []string{"run", good}, status: 0, exactStdio: "faults 16\n"},
+		{name: "run audited", args: []string{"run", "-audit", good}, status: 0, exactStdio: "faults 16\n"},
+		{name: "run two", args: []string{"run", good, good}, status: 0,
+			exactStdio: "== " + good + " ==\nfaults 16\n\n== " + good + " ==\nfaults 16\n"},
+		{name: "run missing file", args: []string{"run", filepath.Join(tmp, "nope.pts")}, status: 2,
+			stderr: []string{"nope.pts: cannot read"}, noStdout: true},
+		// A malformed file stops every file before anything runs.
+		{name: "malformed stops all", args: []string{"run", good, bad}, status: 2,
+			stderr: []string{bad + `:3: unknown command "mmapp"`}, noStdout: true},
+		{name: "expectation fails", args: []string{"run", td + "fail/expect.pts"}, status: 1,
+			stderr: []string{td + "fail/expect.pts:5: expect faults == 15: expected faults == 15, found faults = 16"}, noStdout: true},
+		// A failing file does not stop the next one; the worst status wins.
+		{name: "fail then good", args: []string{"run", td + "fail/expect.pts", good}, status: 1,
+			stdout: []string{"== " + good + " ==", "faults 16"}, stderr: []string{"fail/expect.pts:5:"}},
+		{name: "demo", args: []string{"demo"}, status: 0, stdout: []string{"summary:"}},
+		{name: "demo with args", args: []string{"demo", "x"}, status: 2, stderr: []string{"no arguments"}},
+		{name: "walk", args: []string{"walk", "-arch", "arm64", "0x7f0000001234", "0x7f0000001000"}, status: 0,
+			stdout: []string{"Virtual Address 0x7f0000001234", "Translates to Physical Address", "Virtual Address 0x7f0000001000"}},
+		{name: "walk default arch", args: []string{"walk", "0x10000000"}, status: 0, stdout: []string{"p4d 0, pud 0, pmd 128, pte 0"}},
+		{name: "walk unknown arch", args: []string{"walk", "-arch", "vax", "0x1000"}, status: 2, stderr: []string{"unknown architecture"}},
+		{name: "walk no address", args: []string{"walk"}, status: 2, stderr: []string{"at least one address"}},
+		{name: "walk bad address", args: []string{"walk", "0xzz"}, status: 2, stderr: []string{"bad number"}},
+		{name: "walk beyond user space", args: []string{"walk", "-arch", "um32", "0xf0000000"}, status: 1, stderr: []string{"ENOMEM"}},
+		{name: "help", args: []string{"help"}, status: 0, stdout: []string{"Commands:", "mmap ADDR LEN", "Architectures:", "Counters:"}},
+		{name: "help one", args: []string{"help", "mmap"}, status: 0, stdout: []string{"mmap ADDR LEN [PROT]"}},
+		{name: "help unknown", args: []string{"help", "fly"}, status: 2, stderr: []string{`no command "fly"`}},
+		{name: "dash h", args: []string{"-h"}, status: 0, stdout: []string{"usage:"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			status := run(tc.args, &out, &errb)
+			if status != tc.status {
+				t.Errorf("status %d, want %d\nstdout:\n%s\nstderr:\n%s", status, tc.status, out.String(), errb.String())
+			}
+			if tc.exactStdio != "" && out.String() != tc.exactStdio {
+				t.Errorf("stdout %q, want %q", out.String(), tc.exactStdio)
+			}
+			if tc.noStdout && out.Len() != 0 {
+				t.Errorf("stdout not empty: %q", out.String())
+			}
+			inOrder(t, "stdout", out.String(), tc.stdout)
+			inOrder(t, "stderr", errb.String(), tc.stderr)
+			if strings.Contains(errb.String(), "goroutine ") || strings.Contains(errb.String(), "panic") {
+				t.Errorf("panic trace on stderr: %s", errb.String())
+			}
+		})
+	}
+}
+
+// inOrder checks that every part occurs in s, in order.
+func inOrder(t *testing.T, what, s string, parts []string) {
+	t.Helper()
+	rest := s
+	for _, p := range parts {
+		i := strings.Index(rest, p)
+		if i < 0 {
+			t.Errorf("%s lacks %q (in order):\n%s", what, p, s)
+			return
+		}
+		rest = rest[i+len(p):]
+	}
+}
+
+// TestRunMatchesGolden runs every testdata script through the CLI and
+// compares stdout with the script output its golden file records, and the
+// exit status with the one it records.
+func TestRunMatchesGolden(t *testing.T) {
+	scripts, err := filepath.Glob(td + "*.pts")
+	if err != nil || len(scripts) == 0 {
+		t.Fatalf("no scripts: %v", err)
+	}
+	more, _ := filepath.Glob(td + "*/*.pts")
+	for _, path := range append(scripts, more...) {
+		t.Run(strings.TrimPrefix(path, td), func(t *testing.T) {
+			golden, err := os.ReadFile(strings.TrimSuffix(path, ".pts") + ".golden")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, status := string(golden), 0
+			if i := strings.Index(want, "exit status "); i >= 0 && (i == 0 || want[i-1] == '\n') {
+				status = int(want[i+len("exit status ")] - '0')
+				want = want[:i]
+			}
+			var out, errb bytes.Buffer
+			if got := run([]string{"run", path}, &out, &errb); got != status {
+				t.Fatalf("status %d, want %d: %s", got, status, errb.String())
+			}
+			if status == 2 {
+				want = "" // nothing runs
+			}
+			if out.String() != want {
+				t.Errorf("stdout differs from the golden file:\n%s\nwant:\n%s", out.String(), want)
+			}
+		})
+	}
+}
+
+// TestHelpListsEveryCommand keeps the help text in step with the table.
+func TestHelpListsEveryCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	if run([]string{"help"}, &out, &errb) != 0 {
+		t.Fatal(errb.String())
+	}
+	for _, c := range scenario.Commands() {
+		if !strings.Contains(out.String(), "  "+c.Usage+"\n") {
+			t.Errorf("help lacks %s", c.Usage)
+		}
+	}
+}

@@ -1,0 +1,14 @@
+package scenario_test
+
+import (
+	"testing"
+
+	"github.com/ptsim/ptsim/scenario/scenariotest"
+)
+
+// TestScripts runs every script under the repository's testdata/ and
+// compares its output, exit status and diagnostics with its golden file.
+// Run `go test ./scenario -run TestScripts -update` to rewrite them.
+func TestScripts(t *testing.T) {
+	scenariotest.RunDir(t, "../testdata")
+}
