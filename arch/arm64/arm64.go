@@ -323,6 +323,7 @@ func New(gr Granule) *arch.Arch {
 		},
 		Costs: Costs,
 	}
+	a.NewPTEOps = NewPTEOps
 	a.Caps.THPLevels[pgtable.PMD] = true
 	return a
 }
