@@ -179,6 +179,18 @@ const (
 	// lock already freed by munmap (David Hildenbrand's objection).
 	SPFPTLFreed
 
+	// StructPageInits counts struct pages written by the hugetlb
+	// allocator: prep_compound_page when a folio is allocated, the
+	// teardown before it is freed, reset_struct_pages on vmemmap restore.
+	StructPageInits
+	// RemoteInvlpg and RemoteFullFlushes count the invalidations that the
+	// targets of a shootdown carry out in their IPI handlers, in parallel
+	// with the initiator: counted apart from invlpg and
+	// local_full_flushes (the initiator's own), because they are not on
+	// the initiator's elapsed time.
+	RemoteInvlpg
+	RemoteFullFlushes
+
 	// NumEvents is the number of events.
 	NumEvents
 )
@@ -268,6 +280,9 @@ var eventNames = [NumEvents]string{
 	VMALockMiss:          "vma_lock_miss",
 	VMALockAbort:         "vma_lock_abort",
 	SPFPTLFreed:          "spf_ptl_freed",
+	StructPageInits:      "struct_page_inits",
+	RemoteInvlpg:         "remote_invlpg",
+	RemoteFullFlushes:    "remote_full_flushes",
 }
 
 // String returns the counter name of the event, as scripts spell it.
