@@ -37,8 +37,11 @@ const (
 //     flush_tlb_mm are flush_tlb_mm_range of one page and of everything.
 //   - flush_tlb_kernel_range: above the ceiling, flush_tlb_all on every
 //     CPU (global entries included), else INVLPG per page on every CPU;
-//     on_each_cpu sends an IPI to every other CPU.
-//   - flush_tlb_all: every CPU flushes everything; IPIs to the others.
+//     on_each_cpu sends an IPI to every other CPU. The other CPUs'
+//     invalidations run in parallel with the initiator's and count as
+//     remote_invlpg and remote_full_flushes, off its elapsed time.
+//   - flush_tlb_all: every CPU flushes everything; IPIs to the others
+//     (their flushes count as remote_full_flushes).
 //   - switch_mm: each CPU keeps NrDynASIDs PCID slots {mm, tlb_gen}. A
 //     matching slot is reused and flushed only if its tlb_gen is behind
 //     the mm's (choose_new_asid); otherwise the next slot round robin is
@@ -49,7 +52,10 @@ const (
 // The initiating CPU is the System's LocalCPU. All work is counted on the
 // flushed mm's meter (the kernel meter for kernel flushes): invlpg,
 // local_full_flushes, tlb_ipis (one per target CPU; the trace's val is
-// the CPU) and, when Virtualized, one ipi_vm_exits per IPI.
+// the CPU) and, when Virtualized, one ipi_vm_exits per IPI. Kernel
+// flushes count the targets' invalidations as remote_invlpg and
+// remote_full_flushes; mm flushes still count every CPU's as invlpg and
+// local_full_flushes.
 type TLBPolicy struct {
 	tlb.BasePolicy
 	// Ceiling is tlb_single_page_flush_ceiling; 0 makes every flush a
@@ -211,12 +217,12 @@ func (p *TLBPolicy) flushKernelRange(s *tlb.System, r *tlb.Request) {
 		}
 		if full {
 			// do_flush_tlb_all: global entries too.
-			r.Meter.Note(cost.LocalFullFlushes, 1, 0, uint64(i))
+			r.Meter.Note(fullEvent(i == local), 1, 0, uint64(i))
 			c.DropAll(r.Meter)
 			continue
 		}
 		// do_kernel_range_flush: flush_tlb_one_kernel per page.
-		r.Meter.Note(cost.Invlpg, tlb.Strides(r.Start, r.End, ps), r.Start, uint64(i))
+		r.Meter.Note(invlpgEvent(i == local), tlb.Strides(r.Start, r.End, ps), r.Start, uint64(i))
 		c.DropRange(r.Meter, r.Ctx, r.Start, r.End, ps, tlb.WalkASID)
 	}
 }
@@ -228,9 +234,36 @@ func (p *TLBPolicy) flushAll(s *tlb.System, r *tlb.Request) {
 		if i != local {
 			p.ipi(r.Meter, 0, i)
 		}
-		r.Meter.Note(cost.LocalFullFlushes, 1, 0, uint64(i))
+		r.Meter.Note(fullEvent(i == local), 1, 0, uint64(i))
 		s.CPU(i).DropAll(r.Meter)
 	}
+}
+
+// Kernel flushes run on every CPU at once (on_each_cpu): the initiator
+// sends the IPIs, flushes its own TLB and waits for the acknowledgements
+// while the targets flush theirs in parallel. Simulated time is elapsed
+// time, so only the initiator's work is on it: its own invalidations
+// (invlpg, local_full_flushes) and the IPIs (tlb_ipis, priced per target
+// as the send and the wait for that target's acknowledgement). The
+// targets' invalidations are counted apart (remote_invlpg,
+// remote_full_flushes) and cost the initiator nothing.
+
+// invlpgEvent returns the event for INVLPGs executed by the initiator
+// (local) or by a shootdown target.
+func invlpgEvent(local bool) cost.Event {
+	if local {
+		return cost.Invlpg
+	}
+	return cost.RemoteInvlpg
+}
+
+// fullEvent returns the event for a full flush of one CPU's TLB by the
+// initiator (local) or by a shootdown target.
+func fullEvent(local bool) cost.Event {
+	if local {
+		return cost.LocalFullFlushes
+	}
+	return cost.RemoteFullFlushes
 }
 
 // Switch is switch_mm_irqs_off's PCID handling (choose_new_asid, then a

@@ -150,9 +150,14 @@ func newWorld(t *testing.T) *world {
 // x86 code does, with the 33-page ceiling, and costs the INVLPGs, full
 // flushes and IPIs it would.
 func TestX86FlushKinds(t *testing.T) {
+	// invlpg and full are the initiator's (CPU 0's) INVLPGs and full
+	// flushes for kernel flushes, every CPU's for mm flushes; remote and
+	// remoteFull are the other CPUs' for kernel flushes, which run in
+	// parallel with the initiator and so are counted apart.
 	type want struct {
 		call                           cost.Event
 		invlpg, full, ipis, dropped    uint64
+		remote, remoteFull             uint64
 		userLeft, kernelLeft, walkLeft int // per CPU
 		kernelMeter                    bool
 	}
@@ -196,13 +201,13 @@ func TestX86FlushKinds(t *testing.T) {
 			want{call: cost.TLBFlushRange, invlpg: 80, ipis: 1, dropped: 80, userLeft: user - 40, kernelLeft: kernel}},
 		{"kernel range of 33 pages: INVLPG on every CPU", 0,
 			func(w *world) { w.sys.FlushTLBKernelRange(kernelVA, kernelVA+33*page) },
-			want{call: cost.TLBFlushKernel, invlpg: 66, ipis: 1, dropped: 66, userLeft: user, kernelLeft: kernel - 33, walkLeft: -1, kernelMeter: true}},
+			want{call: cost.TLBFlushKernel, invlpg: 33, remote: 33, ipis: 1, dropped: 66, userLeft: user, kernelLeft: kernel - 33, walkLeft: -1, kernelMeter: true}},
 		{"kernel range of 34 pages: flush_tlb_all on every CPU", 0,
 			func(w *world) { w.sys.FlushTLBKernelRange(kernelVA, kernelVA+34*page) },
-			want{call: cost.TLBFlushKernel, full: 2, ipis: 1, dropped: 2 * (user + kernel), kernelMeter: true}},
+			want{call: cost.TLBFlushKernel, full: 1, remoteFull: 1, ipis: 1, dropped: 2 * (user + kernel), kernelMeter: true}},
 		{"flush_tlb_all", 0,
 			func(w *world) { w.sys.FlushTLBAll() },
-			want{call: cost.TLBFlushAll, full: 2, ipis: 1, dropped: 2 * (user + kernel), kernelMeter: true}},
+			want{call: cost.TLBFlushAll, full: 1, remoteFull: 1, ipis: 1, dropped: 2 * (user + kernel), kernelMeter: true}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -213,7 +218,8 @@ func TestX86FlushKinds(t *testing.T) {
 				m = w.km
 			}
 			got := want{call: c.want.call, invlpg: m.Count(cost.Invlpg), full: m.Count(cost.LocalFullFlushes),
-				ipis: m.Count(cost.TLBIPIs), dropped: m.Count(cost.TLBInvalidated), kernelMeter: c.want.kernelMeter}
+				ipis: m.Count(cost.TLBIPIs), dropped: m.Count(cost.TLBInvalidated), kernelMeter: c.want.kernelMeter,
+				remote: m.Count(cost.RemoteInvlpg), remoteFull: m.Count(cost.RemoteFullFlushes)}
 			if m.Count(c.want.call) != 1 {
 				t.Errorf("%s counted %d times", c.want.call, m.Count(c.want.call))
 			}
@@ -299,6 +305,28 @@ func TestX86IPIsPerCPUMask(t *testing.T) {
 				t.Errorf("kernel flush: %d IPIs, want 7", got)
 			}
 		})
+	}
+}
+
+// TestX86KernelShootdownElapsed: a kernel flush runs on every CPU at
+// once, so the initiator's elapsed work is its own invalidations and one
+// IPI per target, however many CPUs flush: the targets' INVLPGs and full
+// flushes are counted apart (remote_invlpg, remote_full_flushes), one
+// per target CPU, and grow with the CPUs while invlpg and
+// local_full_flushes do not.
+func TestX86KernelShootdownElapsed(t *testing.T) {
+	for _, cpus := range []int{1, 2, 8, 64} {
+		m := newMachine(t, cpus, arch.Platform{})
+		m.mm("kernel", true)
+		m.sys.FlushTLBKernelRange(kernelVA, kernelVA+8*page)
+		m.sys.FlushTLBAll()
+		targets := uint64(cpus - 1)
+		got := [5]uint64{m.km.Count(cost.Invlpg), m.km.Count(cost.RemoteInvlpg), m.km.Count(cost.LocalFullFlushes),
+			m.km.Count(cost.RemoteFullFlushes), m.km.Count(cost.TLBIPIs)}
+		want := [5]uint64{8, 8 * targets, 1, targets, 2 * targets}
+		if got != want {
+			t.Errorf("%d CPUs: invlpg, remote_invlpg, local_full, remote_full, ipis = %v, want %v", cpus, got, want)
+		}
 	}
 }
 
