@@ -136,8 +136,9 @@ func (o *Oracle) Unmap(mm *mmu.MM, va, length uint64) {
 }
 
 // Move records that the private data of [oldVA, oldVA+length) in mm now
-// lives at [newVA, newVA+length) (mremap's move); the old range holds no
-// private data afterwards.
+// lives at [newVA, newVA+length) (mremap's move): the new range holds
+// exactly what the old one held, and the old range holds no private data
+// afterwards. The ranges may overlap.
 func (o *Oracle) Move(mm *mmu.MM, oldVA, newVA, length uint64) {
 	p := o.mms[mm]
 	if p == nil {
@@ -147,7 +148,9 @@ func (o *Oracle) Move(mm *mmu.MM, oldVA, newVA, length uint64) {
 	a, b := pages(mm, oldVA, length)
 	rs := p.extract(a, b)
 	p.clear(a, b)
-	p.place(rs, (newVA>>s)-a)
+	na := newVA >> s
+	p.clear(na, na+(b-a))
+	p.place(rs, na-a)
 }
 
 // Copy records that the private data of [srcVA, srcVA+length) in src was

@@ -1,0 +1,319 @@
+package scenario
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/ptsim/ptsim/cost"
+	"github.com/ptsim/ptsim/mmu"
+)
+
+// runScript parses and runs src, returning the output and the error.
+func runScript(t *testing.T, src string, opt Options) (string, error) {
+	t.Helper()
+	s, err := Parse("t.pts", []byte(src))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	var out bytes.Buffer
+	opt.Out = &out
+	err = Run(s, opt)
+	return out.String(), err
+}
+
+func TestRunOutcomes(t *testing.T) {
+	tests := []struct {
+		name     string
+		src      string
+		line     int // 0: success
+		expected string
+		found    string
+	}{
+		{name: "all hold", src: "mmap 0x10000000 64K\nwrite 0x10000000 64K\nexpect faults == 16"},
+		{name: "expectation fails", src: "mmap 0x10000000 64K\nexpect vmas == 2", line: 2,
+			expected: "vmas == 2", found: "vmas = 1"},
+		{name: "command fails", src: "mmap 0x10000000 64K\nmunmap 0x10000001 4K", line: 2,
+			expected: "success", found: "EINVAL"},
+		{name: "bang fails as wanted", src: "mmap 0x10000000 64K\n! mmap 0x10000000 4K"},
+		{name: "bang succeeds", src: "! mmap 0x10000000 4K", line: 1, expected: "an error", found: "success"},
+		{name: "expect-error matches", src: "mmap 0x10000000 64K\n! mmap 0x10000000 4K\nexpect-error EEXIST"},
+		{name: "expect-error marks must-fail", src: "mmap 0x10000000 64K\nmmap 0x10000000 4K\nexpect-error EEXIST"},
+		{name: "expect-error other errno", src: "mmap 0x10000000 64K\n! mmap 0x10000000 4K\nexpect-error ENOMEM", line: 3,
+			expected: "ENOMEM from line 2 (! mmap 0x10000000 4K)", found: "EEXIST: "},
+		{name: "expect-error after success", src: "mmap 0x10000000 64K\nexpect-error EINVAL", line: 1,
+			expected: "an error", found: "success"},
+		{name: "expect-error after a mismatch", src: "mmap 0x10000000 64K\n! check 0x10000000 4K val=1\nexpect-error EINVAL", line: 3,
+			expected: "EINVAL", found: "an error with no error number"},
+		{name: "check mismatch", src: "mmap 0x10000000 64K\nwrite 0x10000000 64K val=3\ncheck 0x10000000 64K val=4", line: 3,
+			expected: "page 0x10000000 = 0x4", found: "0x3 (16 of 16 pages differ)"},
+		{name: "check unmapped", src: "check 0x10000000 4K", line: 1, expected: "page 0x10000000 = 0x0", found: "not mapped"},
+		{name: "unknown mm", src: "use ghost", line: 1, expected: "success", found: "ENOENT"},
+		{name: "unpin unpinned", src: "mmap 0x10000000 64K\nwrite 0x10000000\nunpin 0x10000000 4K", line: 3, expected: "success", found: "not pinned"},
+		{name: "arch cannot honour", src: "arch um\nconfig thp=always", line: 2, expected: "success", found: "no transparent huge pages"},
+		{name: "arch option cannot honour", src: "arch x86_64 contpte=on", line: 1, expected: "success", found: "no contiguous-PTE bit"},
+		{name: "config all or nothing", src: "arch s390x\n! config fork_batch=off move_pmd=on\nexpect-error EINVAL"},
+		{name: "cpus out of range", src: "cpus 2000", line: 1, expected: "success", found: "EINVAL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := runScript(t, tc.src, Options{Audit: true})
+			if tc.line == 0 {
+				if err != nil {
+					t.Fatalf("failed: %v", err)
+				}
+				return
+			}
+			var f *Failure
+			if !errors.As(err, &f) {
+				t.Fatalf("error %v (%T), want a *Failure", err, err)
+			}
+			if f.File != "t.pts" || f.Line != tc.line || !strings.Contains(f.Expected, tc.expected) || !strings.Contains(f.Found, tc.found) {
+				t.Fatalf("failure %+v, want line %d expected %q found %q", f, tc.line, tc.expected, tc.found)
+			}
+			if ExitStatus(err) != 1 {
+				t.Fatalf("exit status %d", ExitStatus(err))
+			}
+			if !strings.HasPrefix(err.Error(), "t.pts:") {
+				t.Fatalf("diagnostic %q", err)
+			}
+		})
+	}
+}
+
+// TestConfigAllOrNothing checks that a config line with one bad switch
+// changes none.
+func TestConfigAllOrNothing(t *testing.T) {
+	e := NewEnv(Options{})
+	s, _ := Parse("t", []byte("arch s390x\nmm a\n! config fork_batch=off move_pmd=on\n"))
+	if err := e.Run(s); err != nil {
+		t.Fatal(err)
+	}
+	if !e.m.Knobs().ForkBatch {
+		t.Fatal("fork_batch changed although the line failed")
+	}
+}
+
+// requiredCounters are the names SCENARIOS.md requires stats to list.
+var requiredCounters = strings.Fields(`pte_moves pmd_moves pud_moves huge_pmd_moves pte_sets pte_clears
+	pt_allocs pt_frees tlb_flush_page tlb_flush_range tlb_flush_mm tlb_flush_all tlb_flush_kernel
+	tlb_invalidated tlb_ipis tlb_hits tlb_misses dcache_flushes faults faults_anon faults_cow
+	fork_batches fork_ptes fork_page_copies contpte_folds contpte_unfolds contpte_converts
+	vmemmap_splits vmemmap_pages_freed vmemmap_pages_restored spf_attempts spf_success spf_retries
+	rss_anon rss_file vmas sim_ns`)
+
+func TestStatsListsEveryCounterSorted(t *testing.T) {
+	out, err := runScript(t, "stats", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	var names []string
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			t.Fatalf("line %q is not `name value`", l)
+		}
+		names = append(names, f[0])
+	}
+	for i := 1; i < len(names); i++ {
+		if names[i-1] >= names[i] {
+			t.Fatalf("not sorted: %s before %s", names[i-1], names[i])
+		}
+	}
+	have := map[string]bool{}
+	for _, n := range names {
+		have[n] = true
+	}
+	for _, n := range requiredCounters {
+		if !have[n] {
+			t.Errorf("stats lacks %s", n)
+		}
+	}
+	for e := cost.Event(0); e < cost.NumEvents; e++ {
+		if !have[e.String()] {
+			t.Errorf("stats lacks event %s", e)
+		}
+	}
+	// stats NAME... prints those, sorted, once each.
+	out, err = runScript(t, "stats vmas faults vmas sim_ns", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != "faults 0\nsim_ns 0\nvmas 0\n" {
+		t.Fatalf("stats with names: %q", out)
+	}
+}
+
+// TestCounters checks where counters are read: the current address
+// space, the machine for machine-wide events and sim_ns, and that reset
+// zeroes events but not state.
+func TestCounters(t *testing.T) {
+	e := NewEnv(Options{})
+	s, _ := Parse("t", []byte("mm a\nmmap 0x10000000 64K shared\nwrite 0x10000000 64K\nmm b\n"))
+	if err := e.Run(s); err != nil {
+		t.Fatal(err)
+	}
+	m := e.m
+	a, _ := m.MM("a")
+	b, _ := m.MM("b")
+	if got := counterValue(b, "faults"); got != 0 {
+		t.Fatalf("b's faults %d", got)
+	}
+	if got := counterValue(a, "faults"); got != 16 || got != a.Meter().Count(cost.Faults) {
+		t.Fatalf("a's faults %d", got)
+	}
+	if got := counterValue(a, "rss_file"); got != 16 || counterValue(a, "rss_shmem") != 16 || counterValue(a, "rss_anon") != 0 {
+		t.Fatalf("a's rss: file %d shmem %d anon %d", got, counterValue(a, "rss_shmem"), counterValue(a, "rss_anon"))
+	}
+	m.TLB().FlushTLBAll()
+	for _, mm := range []*mmu.MM{a, b} {
+		if got := counterValue(mm, "tlb_flush_all"); got != 1 {
+			t.Fatalf("%s sees tlb_flush_all %d, want the machine's 1", mm.Name(), got)
+		}
+	}
+	c := m.Counts()
+	if got := counterValue(b, "sim_ns"); got != m.SimNS() || got != m.Arch().Costs.NS(&c) {
+		t.Fatalf("sim_ns %d, machine %d", got, m.SimNS())
+	}
+	s, _ = Parse("t", []byte("use a\nreset\nexpect faults == 0\nexpect tlb_flush_all == 0\nexpect sim_ns == 0\nexpect rss_shmem == 16\nexpect vmas == 1\n"))
+	if err := e.Run(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckCatchesCorruption checks that check compares with the oracle,
+// not with the model: a page whose content changes behind the model's
+// back fails the check.
+func TestCheckCatchesCorruption(t *testing.T) {
+	e := NewEnv(Options{})
+	s, _ := Parse("t", []byte("mmap 0x10000000 64K\nwrite 0x10000000 64K\ncheck 0x10000000 64K\n"))
+	if err := e.Run(s); err != nil {
+		t.Fatal(err)
+	}
+	mm, _ := e.MM()
+	tr, ok := mm.Translate(0x10003000)
+	if !ok {
+		t.Fatal("not mapped")
+	}
+	e.m.Memory().SetContent(tr.PFN, 1)
+	s, _ = Parse("t", []byte("check 0x10000000 64K\n"))
+	err := e.Run(s)
+	var f *Failure
+	if !errors.As(err, &f) || f.Expected != "page 0x10003000 = 0x10003000" || f.Found != "0x1" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestCPUsBetweenCommands checks that cpus rebuilds the TLBs and keeps
+// the data and the tables.
+func TestCPUsBetweenCommands(t *testing.T) {
+	src := `mmap 0x10000000 64K
+write 0x10000000 64K
+cpus 4
+read 0x10000000 64K cpu=3
+write 0x10000000 64K cpu=2 val=9
+cpus 1
+check 0x10000000 64K val=9
+! read 0x10000000 cpu=1
+expect-error EINVAL
+`
+	if _, err := runScript(t, src, Options{Audit: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMemoryLine(t *testing.T) {
+	tests := []struct {
+		name, src string
+	}{
+		{name: "before the machine", src: "memory 32M\nmmap 0x10000000 64M\n! write 0x10000000 64M\nexpect-error ENOMEM"},
+		{name: "rebuild keeps names", src: "mm a\nmm b\nmemory 32M\nexpect vmas == 0\nuse a\nmmap 0x10000000 64M\n! write 0x10000000 64M\nexpect-error ENOMEM"},
+		{name: "rebuild keeps the current mm", src: "mm a\nmm b\nmemory 32M\nmm c\nuse b\n"},
+		{name: "after stats", src: "mm a\nstats\nmemory 16M\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := runScript(t, tc.src, Options{Audit: true}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	// A memory line after something was allocated (pin is not an mmap,
+	// so the parser lets it through) fails at run time with EBUSY.
+	e := NewEnv(Options{})
+	s, _ := Parse("t", []byte("mm a\n"))
+	if err := e.Run(s); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := e.MM()
+	if err := a.Mmap(0x10000000, 64<<10, mmu.ProtRead|mmu.ProtWrite, mmu.MapFlags{Populate: true}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ = Parse("t", []byte("memory 1G\n"))
+	if err := e.Run(s); err == nil || !errors.Is(err, mmu.EBUSY) {
+		t.Fatalf("memory after mappings: %v", err)
+	}
+	if err := a.Munmap(0x10000000, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Memory().Alloc(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Run(s); err == nil || !errors.Is(err, mmu.EBUSY) {
+		t.Fatalf("memory after an allocation: %v", err)
+	}
+}
+
+func TestTrace(t *testing.T) {
+	out, err := runScript(t, "mmap 0x10000000 8K\ntrace on\nwrite 0x10000000\ntrace off\nwrite 0x10001000\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "init     pte_sets           n=1 addr=0x10000000") {
+		t.Fatalf("no pte_sets line for the first write:\n%s", out)
+	}
+	if strings.Contains(out, "0x10001000") {
+		t.Fatalf("traced after trace off:\n%s", out)
+	}
+}
+
+// TestDeterministic runs one script twice and compares the output byte
+// for byte.
+func TestDeterministic(t *testing.T) {
+	src := `cpus 3
+seed 5
+mmap 0x10000000 4M folio=64K
+write 0x10000000 4M cpu=1
+mmap 0x20000000 1M file=x shared
+write 0x20000000 1M cpu=2
+trace on
+mprotect 0x10000000 1M r
+trace off
+dump
+stats
+`
+	a, err := runScript(t, src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := runScript(t, src, Options{})
+	if a != b {
+		t.Fatal("two runs differ")
+	}
+}
+
+// TestLimits checks the fuzzing caps.
+func TestLimits(t *testing.T) {
+	l := limits{maxSize: 1 << 20, maxNum: 8, memory: 64 << 20}
+	for _, src := range []string{"mmap 0x10000000 2M", "cpus 9", "memory 128M", "read 0x10000000 4M", "stats faults\nmmap 0x1000000 4K folio=2M"} {
+		_, err := runScript(t, src, Options{limits: l})
+		if !errors.Is(err, mmu.EINVAL) {
+			t.Errorf("%q: %v, want EINVAL from the cap", src, err)
+		}
+	}
+	if _, err := runScript(t, "mmap 0x10000000 1M\nwrite 0x10000000 1M\ncpus 8", Options{limits: l}); err != nil {
+		t.Fatal(err)
+	}
+}
