@@ -167,7 +167,7 @@ func TestOracle(t *testing.T) {
 	o.WriteDefault(mm, 0x40000000, 64<<10)
 	wantExpected(t, o, mm2, 0x40005000, 0x40005000)
 	wantExpected(t, o, mm, 0x50001000, 0x40005000) // page 5 of the file
-	o.Write(mm, 0x50001000, 4096, 77)               // private copy
+	o.Write(mm, 0x50001000, 4096, 77)              // private copy
 	wantExpected(t, o, mm, 0x50001000, 77)
 	wantExpected(t, o, mm, 0x40005000, 0x40005000)
 	o.CopyOnWrite(mm, 0x50000000, 64<<10) // populate: every page copied now

@@ -139,7 +139,8 @@ func Output(name string, src []byte, opt scenario.Options) string {
 	return out.String()
 }
 
-// diff shows the first lines where want and got differ, with context.
+// diff shows where want and got differ: from the first differing line,
+// up to 12 lines, unchanged ones indented, changed ones as -want/+got.
 func diff(want, got string) string {
 	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
 	i := 0
@@ -147,13 +148,19 @@ func diff(want, got string) string {
 		i++
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "first difference at line %d\n", i+1)
-	from := max(0, i-2)
-	for j := from; j < min(len(w), i+6); j++ {
-		fmt.Fprintf(&b, "- %s\n", w[j])
-	}
-	for j := from; j < min(len(g), i+6); j++ {
-		fmt.Fprintf(&b, "+ %s\n", g[j])
+	fmt.Fprintf(&b, "first difference at line %d (-golden +got)\n", i+1)
+	for j := i; j < i+12 && (j < len(w) || j < len(g)); j++ {
+		switch {
+		case j < len(w) && j < len(g) && w[j] == g[j]:
+			fmt.Fprintf(&b, "  %s\n", w[j])
+		default:
+			if j < len(w) {
+				fmt.Fprintf(&b, "- %s\n", w[j])
+			}
+			if j < len(g) {
+				fmt.Fprintf(&b, "+ %s\n", g[j])
+			}
+		}
 	}
 	return b.String()
 }
