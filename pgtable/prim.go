@@ -170,6 +170,18 @@ func (pt *PageTable) ExchangeLeaf(addr uint64, p Ptr, e Entry) Entry {
 // a read (the caller has read it).
 func (pt *PageTable) IsNone(e Entry, l Level) bool { return pt.fmt.IsNone(e, l) }
 
+// MkUptodate clears, in place, the bits of the entry at p that every PTE
+// write sets (Format.SetAlways) and that pte_none ignores
+// (Format.NoneIgnore): UML's _PAGE_NEEDSYNC, which pte_mkuptodate and
+// pmd_mkuptodate clear once a TLB sync has brought the host mapping in
+// line with the entry. The MMU reads none of these bits and the entry
+// stays empty or not as it was, so this is the sync's bookkeeping, not
+// an entry write: nothing is counted and the observer is not told. On
+// arches without such bits it changes nothing.
+func (pt *PageTable) MkUptodate(p Ptr) {
+	p.T.entries[p.I] &^= pt.fmt.SetAlways & pt.fmt.NoneIgnore
+}
+
 // HWUpdate stores e as the MMU does when it sets the access or dirty bit
 // of a live entry during a walk (an atomic update, not a kernel store):
 // it counts ad_updates rather than an entry write.

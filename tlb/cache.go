@@ -1,6 +1,7 @@
 package tlb
 
 import (
+	"fmt"
 	"math/bits"
 
 	"github.com/ptsim/ptsim/cost"
@@ -582,6 +583,24 @@ func (c *CPU) findWalk(ctx *Context, va uint64, l pgtable.Level) *walkSlot {
 		if w.tag == tag && w.level == l && w.asid == ctx.asid && c.walkAlive(w) {
 			return w
 		}
+	}
+	return nil
+}
+
+// SetWalkCacheEntries resizes every CPU's walk cache to n entries from
+// now on, dropping what the walk caches hold (counting nothing). n == 0
+// turns walk caches off, for machines whose MMU caches no intermediate
+// tables: sparc64 refills its TLB from the TSB in a software trap
+// handler, and UML's "TLB" is the host address space. A policy calls it
+// from Attach. It fails with EINVAL for n outside [0, 1<<16], changing
+// nothing.
+func (s *System) SetWalkCacheEntries(n int) error {
+	if n < 0 || n > 1<<16 {
+		return fmt.Errorf("tlb: %d walk-cache entries: %w", n, EINVAL)
+	}
+	s.walkEntries = n
+	for _, c := range s.cpus {
+		c.walk = nil
 	}
 	return nil
 }
