@@ -26,6 +26,17 @@
 //   - No soft-dirty: arm64 does not select HAVE_ARCH_SOFT_DIRTY.
 //   - Physical addresses are 48 bits (no LPA2, no 52-bit PA).
 //
+// TLB behaviour (TLBPolicy): TLBI instructions are broadcast by the
+// hardware to every CPU of the inner-shareable domain, so flushes send
+// no IPIs and ignore mm_cpumask; each flush is a DSB ISHST, TLBIs, and a
+// DSB ISH (tlbi_ops, tlb_syncs). flush_tlb_page is TLBI VALE1IS and
+// flush_tlb_mm TLBI ASIDE1IS; flush_tlb_range issues one TLBI VAE1IS per
+// stride, or range TLBIs with FEAT_TLBIRANGE (Platform.RangeTLBI), and
+// falls back to flush_tlb_mm at MAX_DVM_OPS strides (PTRS_PER_PTE: 512,
+// 2048, 8192 by granule) or above MAX_TLBI_RANGE_PAGES pages. Every entry
+// write is checked for break-before-make, relaxed by BBML2
+// (Platform.BBML2).
+//
 // Memory layout (48-bit VA): PAGE_OFFSET = -(1 << 48), the start of the
 // TTBR1 half, and VMEMMAP_START = VMEMMAP_END - VMEMMAP_SIZE with
 // VMEMMAP_END = -1 GiB and VMEMMAP_SIZE = (1<<47 >> PAGE_SHIFT) *
@@ -324,6 +335,7 @@ func New(gr Granule) *arch.Arch {
 		Costs: Costs,
 	}
 	a.NewPTEOps = NewPTEOps
+	a.NewTLBPolicy = tlbPolicyFor(g.pageShift)
 	a.Caps.THPLevels[pgtable.PMD] = true
 	return a
 }
