@@ -78,10 +78,26 @@ func (f *Format) Describe(e Entry, l Level, table bool) string {
 		return "not-present"
 	}
 	var w []string
-	perm := []byte("---")
-	if f.Readable(e, l) {
-		perm[0] = 'r'
+	if !f.Readable(e, l) {
+		// PROT_NONE (NUMA hinting, mprotect none): present to the kernel,
+		// unusable by the MMU; its other permission bits mean nothing
+		// (x86's PROTNONE even aliases GLOBAL).
+		w = append(w, "---", "prot-none")
+		if l != PTE {
+			w = append(w, "huge")
+		}
+		for _, fl := range []struct {
+			on   bool
+			name string
+		}{{f.Young(e, l), "young"}, {f.Dirty(e, l), "dirty"}, {f.Special(e, l), "special"},
+			{f.SoftDirty(e, l), "soft-dirty"}, {f.UffdWP(e, l), "uffd-wp"}} {
+			if fl.on {
+				w = append(w, fl.name)
+			}
+		}
+		return strings.Join(w, " ")
 	}
+	perm := []byte("r--")
 	if f.Write(e, l) {
 		perm[1] = 'w'
 	}
@@ -96,9 +112,6 @@ func (f *Format) Describe(e Entry, l Level, table bool) string {
 	}
 	if l != PTE {
 		w = append(w, "huge")
-	}
-	if !f.Readable(e, l) {
-		w = append(w, "prot-none")
 	}
 	for _, fl := range []struct {
 		on   bool
@@ -373,13 +386,14 @@ func (pt *PageTable) dumpGraph(b *strings.Builder, o DumpOptions, syn graphSynta
 func (pt *PageTable) WriteWalk(w io.Writer, addr uint64) error {
 	var b strings.Builder
 	steps, pa, ok := pt.WalkTrace(addr)
+	// The split of the address as the MMU computes it: an index per
+	// table level from the root, then the offset in the page.
 	var split []string
-	for _, s := range steps {
-		split = append(split, fmt.Sprintf("%s %d", s.Level, s.Index))
+	for _, tg := range pt.geo.Tables[pt.top:] {
+		split = append(split, fmt.Sprintf("%s %d", tg.Level, (addr>>tg.Shift)&uint64(tg.Entries-1)))
 	}
 	last := steps[len(steps)-1]
-	off := addr & (pt.geo.Size(last.Level) - 1)
-	fmt.Fprintf(&b, "Virtual Address %#x: %s, offset %#x\n", addr, strings.Join(split, ", "), off)
+	fmt.Fprintf(&b, "Virtual Address %#x: %s, offset %#x\n", addr, strings.Join(split, ", "), addr&(pt.geo.PageSize()-1))
 	for _, s := range steps {
 		fmt.Fprintf(&b, "  --> %s index %#x [decimal %d] in table pfn %#x: contents %#016x", s.Level, s.Index, s.Index, s.TablePFN, uint64(s.Entry))
 		switch s.Kind {
@@ -392,6 +406,9 @@ func (pt *PageTable) WriteWalk(w io.Writer, addr uint64) error {
 		}
 	}
 	if ok {
+		if last.Level != PTE {
+			fmt.Fprintf(&b, "  --> %s leaf maps %#x bytes: offset %#x in it\n", last.Level, pt.geo.Size(last.Level), addr&(pt.geo.Size(last.Level)-1))
+		}
 		fmt.Fprintf(&b, "  --> Translates to Physical Address %#x\n", pa)
 	} else {
 		fmt.Fprintf(&b, "  --> Fault (%s entry %s)\n", last.Level, last.Kind)
