@@ -80,7 +80,10 @@ func (m *Meter) Add(e Event, n uint64) {
 }
 
 // trace hands one step to the tracer; kept out of line so that Add and
-// Note inline.
+// Note inline (without the directive the compiler inlines trace into them
+// and they grow past the inlining budget).
+//
+//go:noinline
 func (m *Meter) trace(e Event, n, addr, val uint64) {
 	m.tracer.Trace(Record{Owner: m.Name, Event: e, N: n, Addr: addr, Val: val})
 }

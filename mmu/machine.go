@@ -283,6 +283,13 @@ func (m *Machine) DestroyMM(mm *MM) error {
 	if err := mm.unmapAll(); err != nil {
 		return err
 	}
+	// __mmdrop: any table still deposited, then the root (pgd_free).
+	for len(mm.deposits) > 0 {
+		mm.withdrawDeposit(true)
+	}
+	if err := mm.pt.FreeTable(mm.pt.Root()); err != nil {
+		return fmt.Errorf("destroy mm %s: %w", mm.name, err)
+	}
 	m.tlb.ReleaseContext(mm.tlb)
 	c := mm.meter.Counts()
 	m.retired.Add(&c)

@@ -88,6 +88,10 @@ func (GenericOps) Clear(pt *PageTable, addr uint64, p Ptr, nr int, full bool) {
 
 // Wrprotect is the generic wrprotect_ptes: ptep_set_wrprotect on each.
 func (GenericOps) Wrprotect(pt *PageTable, addr uint64, p Ptr, nr int) {
+	if p.T.level == PTE && pt.quiet() {
+		pt.bulkWrprotect(p, nr)
+		return
+	}
 	ps := uint64(1) << pt.fmt.PageShift
 	for i := 0; i < nr; i++ {
 		q := p.Add(i)

@@ -73,6 +73,9 @@ type PageTable struct {
 	ops ArchOps
 	// observer, when set, sees every entry write (the validator).
 	observer Observer
+	// quietObs is observer when it can tell that it ignores writes, so
+	// bulk loops may skip it (see quiet).
+	quietObs QuietObserver
 	// lazy counts nested lazy-MMU sections.
 	lazy int
 	// tables counts the live tables.
@@ -189,7 +192,10 @@ func (pt *PageTable) SetOps(ops ArchOps) {
 }
 
 // SetObserver makes o see every later entry write; nil turns it off.
-func (pt *PageTable) SetObserver(o Observer) { pt.observer = o }
+func (pt *PageTable) SetObserver(o Observer) {
+	pt.observer = o
+	pt.quietObs, _ = o.(QuietObserver)
+}
 
 // AllocTable allocates an empty table for level l's entries. It counts
 // pt_allocs and fails with ENOMEM when memory does.

@@ -99,6 +99,10 @@ func (pt *PageTable) RawExchange(addr uint64, p Ptr, e Entry) Entry {
 // each next one mapping the next frame (__set_ptes).
 // Precondition: p.I+nr <= p.T.Len().
 func (pt *PageTable) RawSetPTEs(addr uint64, p Ptr, e Entry, nr int) {
+	if p.T.level == PTE && pt.quiet() {
+		pt.bulkSetPTEs(p, e, nr)
+		return
+	}
 	ps := uint64(1) << pt.fmt.PageShift
 	for i := 0; i < nr; i++ {
 		pt.RawSet(addr, Ptr{T: p.T, I: p.I + i}, e)

@@ -1,0 +1,105 @@
+package pgtable
+
+import "github.com/ptsim/ptsim/cost"
+
+// QuietObserver is an Observer that can tell when it would ignore entry
+// writes: a tlb.Context whose arch policy has no write hook (x86, for
+// one). Loops that write many PTEs then skip telling it entry by entry.
+type QuietObserver interface {
+	Observer
+	// IgnoresWrites reports whether Written would do nothing now.
+	IgnoresWrites() bool
+}
+
+// quiet reports whether PTE writes need no per-entry notice now: nobody
+// traces the meter and the observer, if any, ignores writes. The bulk
+// loops below then count their reads and writes with one add per event,
+// which gives exactly the counts the entry-by-entry path gives; the
+// entries, use counts and observer see the same end state.
+func (pt *PageTable) quiet() bool {
+	if pt.meter.Tracing() {
+		return false
+	}
+	if pt.observer == nil {
+		return true
+	}
+	return pt.quietObs != nil && pt.quietObs.IgnoresWrites()
+}
+
+// bulkSetPTEs is RawSetPTEs for a quiet table.
+// Precondition: p.T is a PTE table, p.I+nr <= p.T.Len().
+func (pt *PageTable) bulkSetPTEs(p Ptr, e Entry, nr int) {
+	f := pt.fmt
+	t := p.T
+	ignore := f.NoneIgnore
+	none := f.None[PTE] &^ ignore
+	step := Entry(1) << f.PageShift
+	mask := f.PTE.AddrMask
+	var sets, clears uint64
+	used := t.used
+	es := t.entries[p.I : p.I+nr]
+	for i := range es {
+		n := e | f.SetAlways
+		oldNone, newNone := es[i]&^ignore == none, n&^ignore == none
+		es[i] = n
+		if oldNone != newNone {
+			if newNone {
+				used--
+			} else {
+				used++
+			}
+		}
+		if newNone {
+			clears++
+		} else {
+			sets++
+		}
+		e = e&^mask | (e&mask+step)&mask // AdvancePFN by one page
+	}
+	t.used = used
+	if sets != 0 {
+		pt.meter.Add(cost.PTESets, sets)
+	}
+	if clears != 0 {
+		pt.meter.Add(cost.PTEClears, clears)
+	}
+}
+
+// bulkWrprotect is the generic wrprotect_ptes for a quiet table: each
+// entry read and written back write-protected.
+// Precondition: p.T is a PTE table, p.I+nr <= p.T.Len().
+func (pt *PageTable) bulkWrprotect(p Ptr, nr int) {
+	f := pt.fmt
+	t := p.T
+	ignore := f.NoneIgnore
+	none := f.None[PTE] &^ ignore
+	var sets, clears uint64
+	used := t.used
+	es := t.entries[p.I : p.I+nr]
+	for i := range es {
+		old := es[i]
+		n := f.Wrprotect(old, PTE) | f.SetAlways
+		oldNone, newNone := old&^ignore == none, n&^ignore == none
+		es[i] = n
+		if oldNone != newNone {
+			if newNone {
+				used--
+			} else {
+				used++
+			}
+		}
+		if newNone {
+			clears++
+		} else {
+			sets++
+		}
+	}
+	t.used = used
+	pt.meter.Add(cost.EntryReads, uint64(nr))
+	if sets != 0 {
+		pt.meter.Add(cost.PTESets, sets)
+	}
+	if clears != 0 {
+		pt.meter.Add(cost.PTEClears, clears)
+	}
+}
