@@ -38,6 +38,22 @@
 //     ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP for s390 in November 2025
 //     (commit 64e2f60f355e).
 //
+// TLB behaviour (TLBPolicy, PTEOps): invalidation is bound to the entry
+// write. PTEOps exchanges live PTEs with IPTE (ptep_xchg_direct) or
+// lazily (ptep_xchg_lazy: when only the issuing CPU is attached, the
+// invalid bit is set in place and the purge deferred by flush_mm);
+// segment and region entries are exchanged with IDTE. IPTE and IDTE
+// purge every CPU's TLB in hardware (ipte_ops, idte_ops; no IPIs), or
+// only the issuing CPU's when the mm's cpumask holds no other.
+// flush_tlb_page and flush_tlb_all are no-ops; flush_tlb_range,
+// flush_tlb_mm and the mmu_gather's flush purge the whole mm (an IDTE of
+// its ASCE) only when a lazy invalidation or a freed table left flush_mm
+// set. A plain store over a live leaf is a violation; a table entry may
+// be cleared plainly once the table it points to is empty, because no
+// translation can have been formed through an empty table, and the
+// freeing gather sets flush_mm, whose flush purges every CPU's walk
+// cache before the table is freed.
+//
 // Kernel layout. The kernel has an address space (ASCE) of its own, so
 // its addresses overlap user addresses numerically. arch/s390/boot/
 // startup.c (setup_kernel_memory_layout) chooses a 3-level kernel ASCE
@@ -305,6 +321,8 @@ func New() *arch.Arch {
 		},
 		Costs: Costs,
 	}
+	a.NewTLBPolicy = newTLBPolicy
+	a.NewPTEOps = NewPTEOps
 	a.Caps.THPLevels[pgtable.PMD] = true
 	return a
 }
