@@ -140,12 +140,14 @@ func (o *Ops) blockSize(pt *pgtable.PageTable) uint64 {
 // for nr == 1, plus a convert when the block is unfolded or folded.
 // Precondition: for nr > 1 every target is not present.
 func (o *Ops) SetPTEs(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, e pgtable.Entry, nr int) {
+	f := pt.Format()
+	// Every setter strips PTE_CONT, which getters may let show: even with
+	// contpte off, a leftover block's gathered entry may carry it.
+	e = f.MkNonCont(e)
 	if !o.manages(pt, p, nr) {
 		o.GenericOps.SetPTEs(pt, addr, p, e, nr)
 		return
 	}
-	f := pt.Format()
-	e = f.MkNonCont(e)
 	if nr == 1 {
 		o.tryUnfold(pt, addr, p, pt.RawGet(p))
 		pt.RawSetPTEs(addr, p, e, 1)
@@ -433,11 +435,11 @@ func testAndClearYoung(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr) bool {
 // dirty update (the model drops a stale read-only TLB entry on the
 // spurious fault instead, as the generic function assumes).
 func (o *Ops) SetAccessFlags(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, e pgtable.Entry, dirty bool) bool {
+	f := pt.Format()
+	e = f.MkNonCont(e)
 	if !o.manages(pt, p, 1) {
 		return o.GenericOps.SetAccessFlags(pt, addr, p, e, dirty)
 	}
-	f := pt.Format()
-	e = f.MkNonCont(e)
 	orig := pt.RawGet(p)
 	if !validCont(f, orig) {
 		return o.GenericOps.SetAccessFlags(pt, addr, p, e, dirty)

@@ -157,6 +157,9 @@ func (e *env) state(a uint64) blockState {
 // folded reports whether every entry of the block at a is valid and
 // contiguous and maps the next frame.
 func (e *env) folded(a uint64) bool {
+	if t := tlb.TableFor(e.pt, a, pgtable.PTE); t == nil || t.Level() != pgtable.PTE {
+		return false
+	}
 	first := e.raw(a)
 	for i := 0; i < e.n; i++ {
 		r := e.raw(e.page(a, i))

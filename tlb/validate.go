@@ -118,10 +118,19 @@ func checkEntry(ctx *Context, e Entry) string {
 		return checkLeaf(f, tr.Entry, tr.Level, tr.PFN, e.PFN, e.Perm)
 	}
 	// The cached entry is larger than the leaf that maps its first page
-	// (a split): every leaf inside must give the same translation.
+	// (a split, or an arm64 contiguous block): every leaf inside must
+	// give the same translation.
 	end := e.VA + e.Size()
 	covered := e.VA
 	reason := ""
+	// A contiguous block is dirty when any of its entries is: the MMU
+	// records the block's dirty state in one entry (the one it walked),
+	// and Linux reads the block's bits ORed (contpte_ptep_get).
+	perm, blockDirty := e.Perm, true
+	if e.Cont && perm&PermDirty != 0 {
+		perm &^= PermDirty
+		blockDirty = false
+	}
 	pt.Leaves(e.VA, end, func(l pgtable.Leaf) bool {
 		if l.Addr > covered {
 			reason = fmt.Sprintf("unmapped at %#x", covered)
@@ -133,7 +142,8 @@ func checkEntry(ctx *Context, e Entry) string {
 			return false
 		}
 		pfn := f.PFN(l.Entry, l.Level) + phys.PFN((a-l.Addr)>>ps)
-		if r := checkLeaf(f, l.Entry, l.Level, pfn, e.Frame(a, ps), e.Perm); r != "" {
+		blockDirty = blockDirty || f.Dirty(l.Entry, l.Level)
+		if r := checkLeaf(f, l.Entry, l.Level, pfn, e.Frame(a, ps), perm); r != "" {
 			if a != e.VA {
 				r += fmt.Sprintf(" at %#x", a)
 			}
@@ -145,6 +155,9 @@ func checkEntry(ctx *Context, e Entry) string {
 	})
 	if reason == "" && covered < end {
 		reason = fmt.Sprintf("unmapped at %#x", covered)
+	}
+	if reason == "" && !blockDirty {
+		reason = "dirty bit cleared in every entry of the block"
 	}
 	return reason
 }
