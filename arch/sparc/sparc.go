@@ -36,6 +36,18 @@
 //     PAGE_KERNEL (include/linux/pgtable.h): kernel read-only mappings are
 //     writable here too.
 //
+// TLB behaviour (TLBPolicy): flush_tlb_page, flush_tlb_range and
+// flush_tlb_mm are empty. A store over a valid pte queues its address
+// in the issuing CPU's batch (tlb_batch_add, up to 192 addresses) inside
+// a lazy-MMU section and flushes it at once outside one; the batch is
+// flushed when full, when the section ends, at the mmu_gather's flush
+// and at a task switch. A flush demaps the addresses (and their TSB
+// entries) on the issuing CPU and cross-calls the other CPUs of the mm's
+// cpumask (tlb_demaps, tlb_ipis), unless the mm is the issuing CPU's
+// own with no other user. tlb_batch_add also flushes a dirty page-cache
+// page from the D-cache when its kernel alias has another colour
+// (dcache_flushes). The MMU has no hardware walker, so no walk cache.
+//
 // Address space: setup_page_offset gives Cheetah and Panther the VA hole
 // [VAHoleBottom, VAHoleTop) = [1<<52, -(1<<52)), so 53 bits are usable,
 // which the 4-level tree covers exactly. Mappings keep 4 GiB away from
@@ -258,6 +270,8 @@ func New() *arch.Arch {
 		Costs:   Costs,
 		MovePTE: MovePTE,
 	}
+	a.NewTLBPolicy = newTLBPolicy
+	a.NewPTEOps = NewPTEOps
 	a.Caps.THPLevels[pgtable.PMD] = true
 	return a
 }
