@@ -34,6 +34,16 @@
 //     both use _PAGE_TABLE; _KERNPG_TABLE, 0x1A1, appears only in
 //     pmd_bad).
 //
+// TLB behaviour (TLBPolicy): the "TLB" is the host address space, one
+// per mm and shared by every CPU running it. Entry writes and the flush
+// calls (flush_tlb_page, flush_tlb_range; flush_tlb_mm for every VMA)
+// only widen the mm's pending sync range; the sync runs before the mm is
+// next used, and for kernel ranges at once. It costs one host syscall
+// (host_syscalls: mmap of a present pte, munmap otherwise) per entry
+// carrying _PAGE_NEEDSYNC, then clears the bit. The host mapping grants
+// no access to an old page and no write to a clean one, so those
+// accesses fault. There is no walk cache.
+//
 // Address space: arch/um/kernel/um_arch.c sets TASK_SIZE to the host's
 // top of stack less the stub pages, limited to what the page table can
 // address (PTRS_PER_PGD * PGDIR_SIZE) and rounded down to PGDIR_SIZE. For
@@ -176,6 +186,7 @@ func New(v Variant) *arch.Arch {
 		Caps:   arch.Caps{StructPageSize: 64},
 		Costs:  Costs,
 	}
+	a.NewTLBPolicy = newTLBPolicy
 	if v == UM32 {
 		a.Name = "um32"
 		a.Geometry = pgtable.Geometry{
