@@ -322,6 +322,21 @@ func TestS390LazyFlush(t *testing.T) {
 	if mt.Count(cost.IDTEOps) != 0 || mt.Count(cost.TLBFlushMM) != 1 {
 		t.Fatalf("flush_tlb_mm without flush_mm: idte %d", mt.Count(cost.IDTEOps))
 	}
+	// ptep_set_wrprotect is lazy too (fork's copy); flush_tlb_mm follows.
+	fill(t, w.sys.CPU(0), w.ctx, userVA+4*page)
+	mt.Reset()
+	w.pt.PtepSetWrprotect(userVA+4*page, w.ptep(4))
+	if mt.Count(cost.IPTEOps) != 0 || !s390.FlushPending(w.sys, w.ctx) {
+		t.Fatalf("lazy wrprotect: ipte %d pending %v", mt.Count(cost.IPTEOps), s390.FlushPending(w.sys, w.ctx))
+	}
+	if s := stale(w.sys); len(s) != 1 || !strings.Contains(s[0], "write permission revoked") {
+		t.Fatalf("stale before flush_tlb_mm: %v", s)
+	}
+	w.sys.FlushTLBMM(w.ctx)
+	if mt.Count(cost.IDTEOps) != 1 || mt.Count(cost.TLBInvalidated) != 1 || s390.FlushPending(w.sys, w.ctx) {
+		t.Fatalf("flush_tlb_mm: idte %d invalidated %d", mt.Count(cost.IDTEOps), mt.Count(cost.TLBInvalidated))
+	}
+	mustClean(t, w.sys)
 }
 
 // TestS390SwitchRunsDeferredFlush: a CPU that switches to an mm with a

@@ -527,6 +527,59 @@ func TestSparcMachine(t *testing.T) {
 	}
 }
 
+// TestSparcMachineDcacheAlias: one dirty page-cache page mapped shared
+// at two addresses of different colours; unmapping both flushes the
+// D-cache once, for the mapping whose colour differs from the page's
+// kernel alias, and never for anonymous memory.
+func TestSparcMachineDcacheAlias(t *testing.T) {
+	a, err := archs.ByName("sparc64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mmu.New(mmu.Config{Arch: a, MemorySize: 1 << 30, CPUs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm, err := m.NewMM("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const vaA, vaB, anon = userVA, userVA + 0x10_0000 + page, userVA + 0x20_0000
+	for _, va := range []uint64{vaA, vaB} {
+		if err := mm.Mmap(va, page, mmu.ProtRead|mmu.ProtWrite, mmu.MapFlags{File: "f", Shared: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := mm.Write(0, va, 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := mm.Mmap(anon, 2*page, mmu.ProtRead|mmu.ProtWrite, mmu.MapFlags{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(0); i < 2; i++ {
+		if err := mm.Write(0, anon+i*page, 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	trA, _ := mm.Translate(vaA)
+	trB, _ := mm.Translate(vaB)
+	if trA.PFN != trB.PFN || (vaA^vaB)&sparc.ColourBit == 0 {
+		t.Fatalf("setup: pfns %#x %#x", trA.PFN, trB.PFN)
+	}
+	mm.Meter().Reset()
+	for _, va := range []uint64{vaA, vaB, anon} {
+		if err := mm.Munmap(va, 2*page); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Check(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := mm.Meter().Count(cost.DcacheFlushes); got != 1 {
+		t.Fatalf("dcache_flushes %d, want 1", got)
+	}
+}
+
 // scenario runs a fixed sequence of writes, lazy sections and switches
 // on 3 CPUs with tracing on and returns the trace.
 func scenario(t *testing.T) string {
