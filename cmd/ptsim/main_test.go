@@ -146,3 +146,35 @@ func TestHelpListsEveryCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeQuickstart keeps the README's quickstart true: its script is
+// testdata/quickstart.pts and its output is what ptsim prints for it.
+func TestReadmeQuickstart(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func(marker string) string {
+		s := string(readme)
+		i := strings.Index(s, marker+"\n```\n")
+		if i < 0 {
+			t.Fatalf("README lacks %s", marker)
+		}
+		s = s[i+len(marker)+5:]
+		return s[:strings.Index(s, "```\n")]
+	}
+	script, err := os.ReadFile(td + "quickstart.pts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := block("<!-- quickstart-script -->"); got != string(script) {
+		t.Errorf("README script differs from testdata/quickstart.pts:\n%s", got)
+	}
+	var out, errb bytes.Buffer
+	if st := run([]string{"run", td + "quickstart.pts"}, &out, &errb); st != 0 {
+		t.Fatalf("status %d: %s", st, errb.String())
+	}
+	if got := block("<!-- quickstart-output -->"); got != out.String() {
+		t.Errorf("README output differs from what ptsim prints:\n%s\nprints:\n%s", got, out.String())
+	}
+}
