@@ -43,6 +43,9 @@ type PFTResult struct {
 	// Attempts, Success, Retries are spf_attempts, spf_success and
 	// spf_retries during the test.
 	Attempts, Success, Retries uint64
+	// Seed is the schedule's seed and Hash its digest: the same seed
+	// replays the same schedule and hash.
+	Seed, Hash uint64
 }
 
 // FaultsPerSec returns the fault throughput in simulated time.
@@ -156,6 +159,7 @@ func PFT(mm *mmu.MM, cfg PFTConfig, opt Options) (PFTResult, error) {
 	res.Faults = sim.Faults()
 	res.ElapsedPS = sim.ElapsedPS()
 	res.Attempts, res.Success, res.Retries = d[cost.SPFAttempts], d[cost.SPFSuccess], d[cost.SPFRetries]
+	res.Seed, res.Hash = sim.opt.Seed, sim.s.Hash()
 	return res, nil
 }
 
@@ -242,5 +246,6 @@ func MapFault(mm *mmu.MM, cfg MapFaultConfig, opt Options) (PFTResult, error) {
 	res.Faults = sim.Faults()
 	res.ElapsedPS = sim.ElapsedPS()
 	res.Attempts, res.Success, res.Retries = d[cost.SPFAttempts], d[cost.SPFSuccess], d[cost.SPFRetries]
+	res.Seed, res.Hash = sim.opt.Seed, sim.s.Hash()
 	return res, nil
 }

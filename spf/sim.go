@@ -76,7 +76,7 @@ type Sim struct {
 	written map[uint64]uint64
 	// firstFault and lastFault bound the faults in simulated time (ps).
 	firstFault, lastFault uint64
-	faulted              bool
+	faulted               bool
 	// faults counts completed page faults (every path).
 	faults uint64
 	// violations are the Sim's own invariant failures.
