@@ -125,13 +125,31 @@ func (pt *PageTable) RawClear(addr uint64, p Ptr) {
 }
 
 // Populate makes p point at table child (pmd_populate, pud_populate...).
+// A child that mapped other addresses before (mremap moving a whole table
+// with its subtree) has its descendants' first addresses moved with it.
 // Precondition: p is empty and child is a detached table of the next level.
 func (pt *PageTable) Populate(addr uint64, p Ptr, child *Table) {
 	size := pt.tableGeo(p.T).Size()
-	child.base = addr &^ (size - 1)
+	rebase(child, addr&^(size-1))
 	p.T.next[p.I] = child
 	pt.gen++
 	pt.write(addr, p, pt.fmt.MkTable(p.T.level, child.pfn, pt.kernel), WritePlain)
+}
+
+// rebase records base as the first address t maps and moves the first
+// addresses of t's descendants by as much: walk hints and gathers read
+// them. Cost: one store per table below t, nothing for a fresh table.
+func rebase(t *Table, base uint64) {
+	delta := base - t.base
+	t.base = base
+	if delta == 0 || t.used == 0 {
+		return
+	}
+	for _, c := range t.next {
+		if c != nil {
+			rebase(c, c.base+delta)
+		}
+	}
 }
 
 // ClearTable clears a table entry with a plain store and returns the table

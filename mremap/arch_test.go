@@ -1,0 +1,127 @@
+package mremap
+
+import (
+	"testing"
+
+	"github.com/ptsim/ptsim/arch/archs"
+	"github.com/ptsim/ptsim/cost"
+	"github.com/ptsim/ptsim/mmu"
+	"github.com/ptsim/ptsim/pgtable"
+)
+
+// TestTableMoveKnobs: only arches that select HAVE_MOVE_PMD/PUD (x86-64
+// and arm64) may switch table moves on; everywhere they can be switched
+// off.
+func TestTableMoveKnobs(t *testing.T) {
+	for _, name := range archs.Names() {
+		t.Run(name, func(t *testing.T) {
+			a, _ := archs.ByName(name)
+			m, err := mmu.New(mmu.Config{Arch: a, MemorySize: 1 << 30})
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := m.Knobs()
+			if k.MovePMD != a.Caps.HaveMovePMD || k.MovePUD != a.Caps.HaveMovePUD {
+				t.Fatalf("defaults move_pmd=%v move_pud=%v, arch selects %v %v", k.MovePMD, k.MovePUD, a.Caps.HaveMovePMD, a.Caps.HaveMovePUD)
+			}
+			for _, knob := range []string{"move_pmd", "move_pud"} {
+				if err := m.SetKnob(knob, "off"); err != nil {
+					t.Fatalf("%s=off: %v", knob, err)
+				}
+				err := m.SetKnob(knob, "on")
+				if a.Caps.HaveMovePMD != (err == nil) {
+					t.Fatalf("%s=on: %v", knob, err)
+				}
+				if err != nil {
+					wantErr(t, err, mmu.EINVAL)
+				}
+			}
+		})
+	}
+}
+
+// TestSparcDcacheFlush: sparc64's move_pte flushes a page from the
+// virtually indexed D-cache when the move changes virtual address bit 13
+// (an odd number of 8 KiB pages), once per present page, and never when
+// the colour is kept.
+func TestSparcDcacheFlush(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		shift   uint64 // in pages
+		flushes bool
+	}{{"colour kept", 2, false}, {"colour changed", 1, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, "sparc64")
+			size := 2 * e.pmd
+			e.mmap(e.src, size, mmu.MapFlags{})
+			e.fill(e.src, size, 5*e.ps)
+			present := (size + 5*e.ps - 1) / (5 * e.ps)
+			e.reset()
+			e.mustMremap(e.src, size, size, MayMove|Fixed, e.dst+c.shift*e.ps)
+			want := uint64(0)
+			if c.flushes {
+				want = present
+			}
+			e.wantCounts(map[cost.Event]uint64{cost.DcacheFlushes: want, cost.PTEMoves: present, cost.PMDMoves: 0})
+		})
+	}
+}
+
+// TestTwoLevelUML: um32 has no PMD level of its own (2 levels), so even a
+// move of whole, aligned 4 MiB PGD entries goes PTE by PTE, and table
+// moves cannot be switched on.
+func TestTwoLevelUML(t *testing.T) {
+	e := newEnv(t, "um32")
+	if n := len(e.a.Geometry.Tables); n != 2 || e.pmd != 4<<20 {
+		t.Fatalf("um32 geometry: %d levels, pmd size %#x", n, e.pmd)
+	}
+	wantErr(t, e.m.SetKnob("move_pmd", "on"), mmu.EINVAL)
+	e.mmap(e.src, 2*e.pmd, mmu.MapFlags{})
+	e.fill(e.src, 2*e.pmd, 16*e.ps)
+	e.reset()
+	e.mustMremap(e.src, 2*e.pmd, 2*e.pmd, MayMove|Fixed, e.dst)
+	e.wantCounts(map[cost.Event]uint64{cost.PTEMoves: 2 * e.pmd / (16 * e.ps), cost.PMDMoves: 0, cost.PUDMoves: 0})
+}
+
+// TestS390NoLiveClear: s390 never clears a live entry with a plain store;
+// it does not select HAVE_MOVE_PMD, moves PTEs with invalidating
+// exchanges and huge PMDs with pmdp_huge_get_and_clear, and the checker
+// (which records every plain store over a live entry on s390) stays clean.
+func TestS390NoLiveClear(t *testing.T) {
+	e := newEnv(t, "s390x")
+	wantErr(t, e.m.SetKnob("move_pmd", "on"), mmu.EINVAL)
+	size := 4 * e.pmd
+	e.mmap(e.src, size, mmu.MapFlags{})
+	e.fill(e.src, size, e.ps)
+	e.mmap(e.src+8*e.pmd, 2*e.pmd, mmu.MapFlags{FolioSize: e.pmd})
+	e.fill(e.src+8*e.pmd, 2*e.pmd, e.pmd)
+	e.reset()
+	e.mustMremap(e.src, size, size, MayMove|Fixed, e.dst)
+	e.mustMremap(e.src+8*e.pmd, 2*e.pmd, 2*e.pmd, MayMove|Fixed, e.dst+8*e.pmd)
+	e.wantCounts(map[cost.Event]uint64{cost.PTEMoves: size / e.ps, cost.PMDMoves: 0, cost.HugePMDMoves: 2})
+	e.wantContent(e.dst, size, e.ps, func(a uint64) uint64 { return a - e.dst + e.src })
+	e.wantContent(e.dst+8*e.pmd, 2*e.pmd, e.pmd, func(a uint64) uint64 { return a - e.dst + e.src })
+}
+
+// TestContPTEBatch: on arm64 a folio mapped with the contiguous bit moves
+// a block of 16 PTEs at a time (mremap_folio_pte_batch), and the moved
+// block is contiguous again at the destination. (TestDifferential checks
+// that the batched moves end as the table moves do.)
+func TestContPTEBatch(t *testing.T) {
+	e := newEnv(t, "arm64", "move_pmd=off", "move_pud=off")
+	e.mmap(e.src, e.pmd, mmu.MapFlags{FolioSize: 16 * e.ps})
+	e.fill(e.src, e.pmd, 16*e.ps)
+	tr, _ := e.mm.Translate(e.src)
+	if !e.a.Format.Cont(tr.Entry, pgtable.PTE) {
+		t.Fatal("the 64 KiB folios are not mapped contiguous")
+	}
+	e.reset()
+	e.mustMremap(e.src, e.pmd, e.pmd, MayMove|Fixed, e.dst)
+	// Whole blocks are cleared and set in one go: no block is unfolded
+	// at the source or folded again at the destination.
+	e.wantCounts(map[cost.Event]uint64{cost.PTEMoves: 512, cost.ContpteConverts: 0, cost.ContpteUnfolds: 0})
+	tr, _ = e.mm.Translate(e.dst)
+	if !e.a.Format.Cont(tr.Entry, pgtable.PTE) {
+		t.Fatal("the moved block is not contiguous")
+	}
+}
