@@ -113,7 +113,11 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ptsim demo: takes no arguments\n")
 		return 2
 	}
-	exps := fidelity.All()
+	return demo(fidelity.All(), stdout)
+}
+
+// demo runs exps and prints the table and a summary line.
+func demo(exps []fidelity.Experiment, stdout io.Writer) int {
 	if len(exps) == 0 {
 		fmt.Fprint(stdout, `ptsim demo: no fidelity experiments are registered yet.
 When the features land it will run F1-F14 of TARGETS.md (mremap table moves,

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ptsim/ptsim/internal/fidelity"
 	"github.com/ptsim/ptsim/scenario"
 )
 
@@ -50,7 +52,6 @@ func TestRun(t *testing.T) {
 		// A failing file does not stop the next one; the worst status wins.
 		{name: "fail then good", args: []string{"run", td + "fail/expect.pts", good}, status: 1,
 			stdout: []string{"== " + good + " ==", "faults 16"}, stderr: []string{"fail/expect.pts:5:"}},
-		{name: "demo", args: []string{"demo"}, status: 0, stdout: []string{"summary:"}},
 		{name: "demo with args", args: []string{"demo", "x"}, status: 2, stderr: []string{"no arguments"}},
 		{name: "walk", args: []string{"walk", "-arch", "arm64", "0x7f0000001234", "0x7f0000001000"}, status: 0,
 			stdout: []string{"Virtual Address 0x7f0000001234", "Translates to Physical Address", "Virtual Address 0x7f0000001000"}},
@@ -83,6 +84,32 @@ func TestRun(t *testing.T) {
 				t.Errorf("panic trace on stderr: %s", errb.String())
 			}
 		})
+	}
+}
+
+// TestDemo checks the demo's table and summary with stand-in experiments
+// (the real ones are slow and tested in internal/fidelity): one in band,
+// one out of band, one that fails to run; and the empty registry.
+func TestDemo(t *testing.T) {
+	exps := []fidelity.Experiment{
+		{ID: "F1", Title: "in band", Run: func() (fidelity.Result, error) {
+			return fidelity.Result{Measures: []fidelity.Measure{{Name: "a / b", Published: "23x", Band: fidelity.Band{Lo: 15, Hi: 35}, Value: 20, Unit: "x"}}, Note: "moves dominate"}, nil
+		}},
+		{ID: "F2", Title: "out of band", Run: func() (fidelity.Result, error) {
+			return fidelity.Result{Measures: []fidelity.Measure{{Name: "c / d", Published: "13x", Band: fidelity.Band{Lo: 8, Hi: 20}, Value: 40, Unit: "x"}}}, nil
+		}},
+		{ID: "F3", Title: "broken", Run: func() (fidelity.Result, error) { return fidelity.Result{}, errors.New("no memory") }},
+	}
+	var out bytes.Buffer
+	if st := demo(exps, &out); st != 0 {
+		t.Fatalf("status %d", st)
+	}
+	inOrder(t, "demo", out.String(), []string{"F1", "a / b", "23x", "20x", "yes", "note: moves dominate",
+		"F2", "c / d", "40x", "NO", "F3", "error: no memory",
+		"summary: 3 experiments, 1 of 2 measures in band, 1 experiments failed to run\n"})
+	out.Reset()
+	if st := demo(nil, &out); st != 0 || !strings.HasSuffix(out.String(), "summary: 0 experiments, 0 measures\n") {
+		t.Fatalf("empty demo: %d %q", st, out.String())
 	}
 }
 
