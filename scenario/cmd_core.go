@@ -280,8 +280,18 @@ func runMemory(e *Env, c *Call) error {
 	if l := e.opt.limits.memory; l != 0 && size > l {
 		return fmt.Errorf("memory %#x above the run's cap %#x: %w", size, l, mmu.EINVAL)
 	}
+	if size == 0 {
+		return fmt.Errorf("memory 0: %w", mmu.EINVAL)
+	}
 	if e.m == nil {
+		// Build the machine now, so that a size it cannot have fails
+		// here rather than at the next command.
+		old := e.memory
 		e.memory = size
+		if _, err := e.Machine(); err != nil {
+			e.memory = old
+			return err
+		}
 		return nil
 	}
 	// The machine exists (mm, stats or config made it): rebuild it with

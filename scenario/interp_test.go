@@ -3,6 +3,10 @@ package scenario
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -315,5 +319,37 @@ func TestLimits(t *testing.T) {
 	}
 	if _, err := runScript(t, "mmap 0x10000000 1M\nwrite 0x10000000 1M\ncpus 8", Options{limits: l}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSameOutputAcrossGOMAXPROCS runs the testdata suite with GOMAXPROCS 1
+// and 2 and compares the outputs byte for byte (TARGETS.md P7).
+func TestSameOutputAcrossGOMAXPROCS(t *testing.T) {
+	paths, err := filepath.Glob("../testdata/*.pts")
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no scripts: %v", err)
+	}
+	outputs := func() []string {
+		var outs []string
+		for _, p := range paths {
+			src, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out, diag bytes.Buffer
+			st := Exec(p, src, &out, &diag, Options{})
+			outs = append(outs, fmt.Sprintf("%s%s%d", out.String(), diag.String(), st))
+		}
+		return outs
+	}
+	old := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(old)
+	one := outputs()
+	runtime.GOMAXPROCS(2)
+	two := outputs()
+	for i := range one {
+		if one[i] != two[i] {
+			t.Errorf("%s: output differs between GOMAXPROCS 1 and 2", paths[i])
+		}
 	}
 }
