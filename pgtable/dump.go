@@ -293,7 +293,8 @@ var dotSyntax = graphSyntax{
 		for i, l := range lines {
 			fields = append(fields, "<"+ports[i]+"> "+dotEscape(l))
 		}
-		return "  " + id + " [label=\"{" + strings.Join(fields, "|") + "}\"];\n"
+		// With rankdir=LR, top-level record fields stack vertically.
+		return "  " + id + " [label=\"" + strings.Join(fields, "|") + "\"];\n"
 	},
 	edge: func(from, port, to, label string) string {
 		return "  " + from + ":" + port + " -> " + to + ";\n"
