@@ -263,12 +263,16 @@ func (p *Pool) allocUnbatched(n int) (int, error) {
 		if err != nil {
 			return i, fmt.Errorf("hugetlb alloc %d %s: %d allocated: %w", n, SizeName(p.size), i, err)
 		}
+		var optErr error
 		if p.shouldOptimize(f) {
-			if err := p.optimizeFolioV66(f); err != nil && !isENOMEM(err) {
-				return i, err
-			}
+			optErr = p.optimizeFolioV66(f)
 		}
+		// A folio whose vmemmap could not be optimised (ENOMEM) joins
+		// the pool as it is.
 		p.enqueue(f)
+		if optErr != nil && !isENOMEM(optErr) {
+			return i + 1, optErr
+		}
 	}
 	return n, nil
 }
