@@ -190,6 +190,33 @@ const (
 	// the initiator's elapsed time.
 	RemoteInvlpg
 	RemoteFullFlushes
+	// PTEBatchCalls counts calls of folio_pte_batch by fork: its fixed
+	// work before the loop (the folio's end, the flags, pte_batch_hint,
+	// the expected next entry).
+	PTEBatchCalls
+	// RmapPageDups counts the pages whose rmap a fork duplicates in the
+	// per-page loop of folio_try_dup_anon_rmap_ptes or
+	// folio_dup_file_rmap_ptes: the struct page's cache line and its
+	// PageAnonExclusive test and clear (the _mapcount atomic is
+	// mapcount_atomics).
+	RmapPageDups
+
+	// PageCacheLookups counts filemap_fault's page-cache lookups: the
+	// xarray walk for the faulting index, and the folio reference and
+	// lock taken on what it finds (or allocates).
+	PageCacheLookups
+	// PageMkwriteBlocks counts the file blocks a filesystem's
+	// page_mkwrite prepares and commits on a write fault of a shared
+	// mapping: block_page_mkwrite (ext4, with 4 KiB blocks) walks every
+	// block of the faulting folio, so a large folio costs as many blocks
+	// as it has pages on every fault into it.
+	PageMkwriteBlocks
+	// TLBIRemote counts broadcast TLBI instructions as received by the
+	// other CPUs that are running an address space (arm64 DVM): each
+	// such CPU stops to carry out the invalidation, time its own work
+	// loses. Idle CPUs are not counted. One TLBI reaching 127 busy CPUs
+	// counts 127.
+	TLBIRemote
 
 	// NumEvents is the number of events.
 	NumEvents
@@ -283,6 +310,11 @@ var eventNames = [NumEvents]string{
 	StructPageInits:      "struct_page_inits",
 	RemoteInvlpg:         "remote_invlpg",
 	RemoteFullFlushes:    "remote_full_flushes",
+	PTEBatchCalls:        "pte_batch_calls",
+	RmapPageDups:         "rmap_page_dups",
+	PageCacheLookups:     "page_cache_lookups",
+	PageMkwriteBlocks:    "page_mkwrite_blocks",
+	TLBIRemote:           "tlbi_remote",
 }
 
 // String returns the counter name of the event, as scripts spell it.

@@ -351,6 +351,7 @@ func (mm *MM) doWPPage(f *Fault, ptep pgtable.Ptr, e pgtable.Entry) error {
 		if f.Unshare {
 			return nil
 		}
+		mm.pageMkwrite(f.VMA, folio)
 		mem.SetFlags(folio, phys.FlagDirty)
 		n := fm.MkYoung(fm.MkWrite(fm.MkDirty(e, pgtable.PTE), pgtable.PTE), pgtable.PTE)
 		mm.pt.PtepSetAccessFlags(f.Addr, ptep, n, true)
@@ -451,6 +452,7 @@ func (mm *MM) doFault(f *Fault, ptep pgtable.Ptr) error {
 		if err != nil {
 			return fmt.Errorf("file fault at %#x: %w", f.Addr, err)
 		}
+		mm.pageMkwrite(v, mm.Folio(pfn))
 		mm.finishFault(f, ptep, pfn)
 		mm.m.mem.SetFlags(mm.Folio(pfn), phys.FlagDirty)
 		return nil

@@ -73,6 +73,7 @@ func (f *File) rssKind() RSSKind {
 // not cached yet; otherwise one page. The page cache holds one reference
 // per folio. It fails with ENOMEM.
 func (mm *MM) getFolio(f *File, idx uint64, order uint8) (phys.PFN, error) {
+	mm.meter.Add(cost.PageCacheLookups, 1)
 	if pfn, ok := f.cache[idx]; ok {
 		return pfn, nil
 	}
@@ -110,4 +111,14 @@ func (f *File) rangeUncached(start, n uint64) bool {
 		}
 	}
 	return true
+}
+
+// pageMkwrite counts the filesystem's page_mkwrite for a write fault on
+// the page-cache folio of a shared file mapping: block_page_mkwrite
+// prepares and commits every block of the folio (one per page, for 4 KiB
+// blocks). shmem has no page_mkwrite.
+func (mm *MM) pageMkwrite(v *VMA, folio phys.Folio) {
+	if v.File != nil && !v.File.Shmem {
+		mm.meter.Add(cost.PageMkwriteBlocks, folio.NrPages())
+	}
 }

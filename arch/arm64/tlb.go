@@ -133,10 +133,28 @@ func (p *TLBPolicy) Written(s *tlb.System, ctx *tlb.Context, addr uint64, ptr pg
 	s.CheckBreakBeforeMake(ctx, addr, ptr, old, new, kind, p.BBML2)
 }
 
-// tlbi counts n TLBI instructions issued by the local CPU.
+// tlbi counts n TLBI instructions issued by the local CPU, and their
+// reception by every other CPU that is running an address space
+// (tlbi_remote): the broadcast reaches every CPU of the inner-shareable
+// domain, and a busy CPU loses the time it takes to carry the
+// invalidation out ("the latency of the tlbi broadcast instruction
+// increases almost linearly with the number of CPUs trying to send tlbi
+// broadcasts at the same time", Andrea Arcangeli, "arm64: tlb: skip tlbi
+// broadcast"). Idle CPUs cost nothing. Counted on the flushing meter.
 func (p *TLBPolicy) tlbi(s *tlb.System, m *cost.Meter, addr uint64, n uint64) {
-	if n > 0 {
-		m.Note(cost.TLBIOps, n, addr, uint64(s.LocalCPU().ID()))
+	if n == 0 {
+		return
+	}
+	local := s.LocalCPU().ID()
+	m.Note(cost.TLBIOps, n, addr, uint64(local))
+	busy := uint64(0)
+	for i := 0; i < s.CPUs(); i++ {
+		if i != local && s.CPU(i).Current() != nil {
+			busy++
+		}
+	}
+	if busy > 0 {
+		m.Note(cost.TLBIRemote, n*busy, addr, busy)
 	}
 }
 
