@@ -153,9 +153,10 @@ func (a *Arch) Validate() error {
 func (a *Arch) PageSize() uint64 { return a.Geometry.PageSize() }
 
 // MaxOrder returns the largest folio order the arch needs: its largest
-// huge page size.
+// huge page size, and at least the PMD size (folio=SIZE may ask for
+// anything up to a PMD even where no huge page maps it).
 func (a *Arch) MaxOrder() uint {
-	max := uint(0)
+	max := a.Geometry.Shift(pgtable.PMD) - a.Geometry.PageShift
 	for _, s := range a.Caps.HugeSizes {
 		o := uint(0)
 		for (a.PageSize() << o) < s {

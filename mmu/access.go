@@ -28,6 +28,10 @@ func (mm *MM) Access(cpu int, addr uint64, kind AccessKind) (phys.PFN, error) {
 		return 0, fmt.Errorf("access %#x: address space %s is gone: %w", addr, mm.name, EINVAL)
 	}
 	c := mm.m.tlb.CPU(cpu)
+	// The faults and flushes below run on this CPU.
+	if err := mm.m.tlb.SetLocalCPU(cpu); err != nil {
+		return 0, fmt.Errorf("access %#x: %w", addr, err)
+	}
 	// Kernel accesses use global translations from whatever mm the CPU
 	// runs; user accesses run the mm first (switch_mm).
 	if !mm.kernel && c.Current() != mm.tlb {

@@ -313,7 +313,9 @@ func (mm *MM) hugePMDFault(f *Fault, pmdp pgtable.Ptr, pmd pgtable.Entry) error 
 	}
 	pmd = fm.MkYoung(pmd, pgtable.PMD)
 	if mm.pt.RawGet(pmdp) != pmd {
-		mm.pt.RawSet(haddr, pmdp, pmd)
+		// pmdp_set_access_flags: an exchange (s390 IDTE), never a plain
+		// store over the live entry.
+		mm.pt.ExchangeLeaf(haddr, pmdp, pmd)
 	}
 	return nil
 }
@@ -331,7 +333,7 @@ func (mm *MM) hugeUpperFault(f *Fault, p pgtable.Ptr) error {
 		n = fm.MkDirty(n, l)
 	}
 	if n != e {
-		mm.pt.RawSet(f.Addr&^(mm.m.arch.Geometry.Size(l)-1), p, n)
+		mm.pt.ExchangeLeaf(f.Addr&^(mm.m.arch.Geometry.Size(l)-1), p, n)
 	}
 	return nil
 }
@@ -402,8 +404,7 @@ func (mm *MM) wpPageCopy(f *Fault, ptep pgtable.Ptr, old pgtable.Entry, copyData
 	} else {
 		e = fm.MkWrite(fm.MkDirty(e, pgtable.PTE), pgtable.PTE)
 	}
-	mm.pt.PtepGetAndClear(f.Addr, ptep)
-	mm.m.tlb.FlushTLBPage(mm.tlb, f.Addr)
+	mm.ptepClearFlush(f.Addr, ptep)
 	mm.pt.SetPTEAt(f.Addr, ptep, e)
 	switch {
 	case zero:
@@ -567,4 +568,17 @@ func (mm *MM) faultAround(f *Fault, ptep pgtable.Ptr) bool {
 		i += n
 	}
 	return mapped
+}
+
+// ptepClearFlush clears a PTE and makes sure no TLB still holds it
+// (ptep_clear_flush): get-and-clear then flush_tlb_page, or, where live
+// entries may only change by an invalidating exchange (s390), one direct
+// IPTE that purges as it clears.
+func (mm *MM) ptepClearFlush(addr uint64, p pgtable.Ptr) pgtable.Entry {
+	if mm.m.arch.Caps.LiveEntriesNeedInvalidate {
+		return mm.pt.RawExchange(addr, p, mm.m.arch.Format.None[pgtable.PTE])
+	}
+	old := mm.pt.PtepGetAndClear(addr, p)
+	mm.m.tlb.FlushTLBPage(mm.tlb, addr)
+	return old
 }

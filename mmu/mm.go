@@ -169,9 +169,19 @@ func (mm *MM) growFor(addr, size uint64) error {
 				return err
 			}
 			mm.limitUser()
-			mm.m.tlb.FlushTLBMM(mm.tlb)
+			mm.reloadEverywhere()
 			return nil
 		}
 	}
 	return fmt.Errorf("range %#x+%#x beyond the user address space: %w", addr, size, ENOMEM)
+}
+
+// reloadEverywhere makes every CPU running the address space reload its
+// root and flush its local TLB for it, as crst_table_upgrade does on s390
+// after adding a level (__crst_table_upgrade on each CPU).
+func (mm *MM) reloadEverywhere() {
+	for _, id := range mm.tlb.CPUMask() {
+		mm.meter.Add(cost.LocalFullFlushes, 1)
+		mm.m.tlb.CPU(id).DropASID(&mm.meter, mm.tlb)
+	}
 }

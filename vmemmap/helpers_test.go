@@ -30,7 +30,25 @@ func newRig(t testing.TB, name string, cpus int, mem uint64, knobs ...string) *r
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := mmu.New(mmu.Config{Arch: a, MemorySize: mem, CPUs: cpus})
+	// "hvo" "forced" turns HVO on where the arch does not select it, as
+	// if its Kconfig did (a private copy of the descriptor with the
+	// capability on, the knob set at build time since SetKnob refuses):
+	// the tests that show why arm64 does not select
+	// ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP use it.
+	k := mmu.DefaultKnobs(a)
+	var rest []string
+	for i := 0; i+1 < len(knobs); i += 2 {
+		if knobs[i] == "hvo" && knobs[i+1] == "forced" {
+			// As if the arch selected the option: a private copy of
+			// its descriptor with the capability on.
+			a.Caps.OptimizeVmemmap = true
+			k.HVO = true
+			continue
+		}
+		rest = append(rest, knobs[i], knobs[i+1])
+	}
+	knobs = rest
+	m, err := mmu.New(mmu.Config{Arch: a, MemorySize: mem, CPUs: cpus, Knobs: &k})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -360,7 +360,7 @@ func TestFlushCountsHVOOff(t *testing.T) {
 // nothing to optimise: no split, no page freed, no folio flagged; the
 // batch still flushes twice, as Linux 6.7's does.
 func TestNothingToOptimize(t *testing.T) {
-	r := newRig(t, "arm64-64k", 2, 1<<30, "hvo", "on")
+	r := newRig(t, "arm64-64k", 2, 1<<30, "hvo", "forced")
 	p := r.pool(m2)
 	r.alloc(p, 16)
 	if r.count(cost.VmemmapSplits) != 0 || r.count(cost.VmemmapPagesFreed) != 0 {
@@ -579,7 +579,7 @@ func TestDeterminism(t *testing.T) {
 func TestArm64BreakBeforeMake(t *testing.T) {
 	for _, bbml2 := range []string{"off", "on"} {
 		t.Run("bbml2="+bbml2, func(t *testing.T) {
-			r := newRig(t, "arm64", 2, 1<<30, "hvo", "on", "bbml2", bbml2)
+			r := newRig(t, "arm64", 2, 1<<30, "hvo", "forced", "bbml2", bbml2)
 			p := r.pool(m2)
 			r.touch()
 			r.alloc(p, 2)
@@ -628,7 +628,7 @@ func TestSavingsArm64(t *testing.T) {
 		{"arm64-16k", 32 << 20, false},
 	} {
 		t.Run(c.arch, func(t *testing.T) {
-			r := newRig(t, c.arch, 2, 1<<30, "hvo", "on")
+			r := newRig(t, c.arch, 2, 1<<30, "hvo", "forced")
 			p := r.pool(c.size)
 			free0, kf0 := r.m.Memory().FreeFrames(), r.m.KernelFrames()
 			r.alloc(p, 4)
@@ -655,5 +655,19 @@ func TestSavingsArm64(t *testing.T) {
 				t.Errorf("restored %d, kernel frames %d", r.count(cost.VmemmapPagesRestored), r.m.KernelFrames())
 			}
 		})
+	}
+}
+
+// TestArm64RefusesHVO: arm64 does not select
+// ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP (the split and remap would store over
+// live vmemmap entries without break-before-make), so config hvo=on is
+// refused on every granule; TestArm64BreakBeforeMake shows what it would
+// break.
+func TestArm64RefusesHVO(t *testing.T) {
+	for _, name := range []string{"arm64", "arm64-16k", "arm64-64k"} {
+		r := newRig(t, name, 1, 256<<20)
+		if err := r.m.SetKnob("hvo", "on"); !errors.Is(err, mmu.EINVAL) {
+			t.Errorf("%s: hvo=on gave %v, want EINVAL", name, err)
+		}
 	}
 }

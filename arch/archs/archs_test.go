@@ -167,7 +167,7 @@ var (
 	arm64Base = facts{
 		levels: 4, maxLevels: 4, pageShift: 12,
 		special: true, uffdWP: true, hwYoung: true, hwDirty: true,
-		movePMD: true, movePUD: true, hvo: true,
+		movePMD: true, movePUD: true, hvo: false,
 		userTable:   all(0x0800_0000_0000_0403),
 		kernelTable: all(0x1000_0000_0000_0403),
 		prots:       arm64Prots,

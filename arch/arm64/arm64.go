@@ -326,7 +326,11 @@ func New(gr Granule) *arch.Arch {
 			HaveMovePUD:     true,
 			HugeSizes:       append([]uint64(nil), g.hugeSizes...),
 			ContPTEs:        g.contPTEs,
-			OptimizeVmemmap: true,
+			// arm64 does not select ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP:
+			// vmemmap_split_pmd's pmd_populate_kernel over a live PMD
+			// breaks break-before-make (disabled in 060a2c92d1b6, still
+			// off in the Oct 2025 s390 HVO thread).
+			OptimizeVmemmap: false,
 			StructPageSize:  structPageSize,
 			// arch_wants_old_prefaulted_pte is cpu_has_hw_af(), true
 			// with the FEAT_HAFDBS the model assumes.

@@ -103,4 +103,56 @@ var Costs = cost.MustTable("x86_64", map[cost.Event]cost.Figure{
 	// 478,317 ns = 251 x (1 + 1/64) x (t + v) + 800 - 22, so t + v =
 	// 1,873.3 ns and v = 1,873.3 - 146.2 = 1,727 ns per trapped IPI.
 	cost.IPIVMExits: {PS: 1_727_060, Source: "derived: unbatched - batched HVO alloc in a 252-vCPU VM (147.6 - 4.80 s) / 524288 = 272,369 ns per folio, scaled by the HVO-off ratio of the hosts (8,240/4,692 ns), over 251 x 65/64 IPIs, less the bare-metal IPI (Kravetz, batch hugetlb vmemmap v6 cover)"},
+
+	// mremap (F1, F2) and the generic primitives every path counts, on the
+	// same 2.5 GHz Skylake-SP. Two figures are fitted: LocalFullFlushes to
+	// F1's PMD-move time and VMAOps to F2's ratio; F1's ratio is then a
+	// prediction. Figures already in the table are taken as they are
+	// (pt_locks 8 ns, mmap_locks 14 ns, page_zeroes 340 ns, folio_allocs
+	// 70 ns, faults 600 ns).
+	//
+	// Entry reads hit L1 in the kernel's loops over a table (hardware
+	// prefetch streams the 4 KiB table); entry writes are plain stores,
+	// except ptep_get_and_clear, which is an XCHG with memory.
+	cost.EntryReads:  {PS: 2_000, Source: "derived: L1 load-to-use 4-5 cycles on Skylake (Intel optimization manual) at 2.5 GHz, as seq_reads"},
+	cost.PTESets:     {PS: 2_000, Source: "derived: set_pte is a plain store (native_set_pte, WRITE_ONCE), ~5 cycles with its address work at 2.5 GHz"},
+	cost.PTEClears:   {PS: 7_000, Source: "derived: ptep_get_and_clear is XCHG with memory (native_ptep_get_and_clear), implicitly locked, ~18 cycles on Skylake (Agner Fog) at 2.5 GHz"},
+	cost.UpperSets:   {PS: 2_000, Source: "derived: set_pmd/pmd_populate/set_pud are plain stores (native_set_pmd), ~5 cycles at 2.5 GHz"},
+	cost.UpperClears: {PS: 2_000, Source: "derived: pmd_clear/pud_clear are plain stores (native_pmd_clear), ~5 cycles at 2.5 GHz"},
+	// RmapLocks: i_mmap_rwsem or anon_vma->rwsem down_write + up_write,
+	// uncontended: the same two LOCK XADD as mmap_locks.
+	cost.RmapLocks: {PS: 14_000, Source: "derived: uncontended rwsem down_write + up_write = 2 x LOCK XADD ~18 cycles (Agner Fog) at 2.5 GHz, as mmap_locks"},
+	// PTAllocs: a page-table page is an order-0 page (folio_allocs 70 ns)
+	// cleared whole (page_zeroes 340 ns) and constructed
+	// (pagetable_pte_ctor: split ptlock init, NR_PAGETABLE stat, ~30 ns).
+	cost.PTAllocs: {PS: 440_000, Source: "derived: folio_allocs 70 ns + page_zeroes 340 ns + ~30 ns pagetable ctor (~75 cycles at 2.5 GHz)"},
+	// PTFrees: the free half of page_bench01's order-0 alloc+free pair
+	// (~30 of ~100 ns) plus pagetable_dtor (~20 ns).
+	cost.PTFrees: {PS: 50_000, Source: "derived: page_bench01 order-0 alloc+free ~100 ns (J. D. Brouer 2016), free ~30% = 30 ns, + ~20 ns pagetable dtor"},
+	// LocalFullFlushes (fit, F1): Joel Fernandes' merged patch
+	// (2c91bd4a4e2e) moved 1 GiB by PMDs in 144-160 us, 152 us mid: 512
+	// PMD moves and one call's fixed path (11.7 us, from the F2 fit
+	// below). A PMD move is 2 split PMD locks (16 ns), the anon_vma lock
+	// (14 ns), 13 entry reads (26 ns), pmd_clear + pmd_populate (4 ns) and
+	// flush_tlb_range(2 MiB), which, above the 33-page ceiling, is a
+	// local full flush: (152,000 - 11,700) / 512 - 60 = 214 ns, a CR3
+	// reload (~530 cycles at 2.5 GHz, in the 100-300 ns such flushes take).
+	cost.LocalFullFlushes: {PS: 210_000, Source: "derived (fit, F1): 1 GiB by PMD moves 152 us (2c91bd4a4e2e, x86): (152 us - 11.7 us fixed path) / 512 moves - 60 ns of priced locks, reads and writes = 214 ns per CR3-reload full flush"},
+	// Syscalls: a kernel entry and exit with dispatch, as the trap of a
+	// fault (faults, 600 ns).
+	cost.Syscalls: {PS: 600_000, Source: "derived: the kernel entry/exit and dispatch of a fault (faults, 600 ns: 1,013 ns rdtsc-measured zero-page fault less its allocations)"},
+	// VMAOps (fit, F2): Kalesh Singh's PUD-aligned 1 GiB mremap
+	// (20201005154017.474722, x86, Linux 5.4) took 205.7 us by PMD moves
+	// and 15.6 us with HAVE_MOVE_PUD, a ratio of 13.2. In the model the
+	// PMD run is 512 PMD moves plus one PMD table allocated and one freed
+	// plus the call's fixed path, the PUD run one PUD move plus the same
+	// fixed path: a syscall (600 ns), mmap_lock (14 ns), and two VMA
+	// operations (copy_vma's new VMA, the unmap of the source VMA). Ratio
+	// 13 solves to a fixed path of 11.7 us: (11.7 - 0.6 - 0.2) / 2 = 5.4
+	// us per VMA operation. The call runs right after the benchmark
+	// wrote the whole 1 GiB, which evicted every cache: a VMA operation
+	// (maple tree walk and store, vm_area_struct copy or free,
+	// anon_vma_chain, slab, RCU) pulls ~50 lines from DRAM at ~100 ns.
+	// Warm, a VMA operation is far cheaper; this figure prices it cold.
+	cost.VMAOps: {PS: 5_400_000, Source: "derived (fit, F2): PUD-aligned 1 GiB mremap 205.7 us by PMDs vs 15.6 us by one PUD (Kalesh Singh, Linux 5.4, x86): ratio 13 gives a fixed path of 11.7 us = syscall 0.6 + 2 VMA operations (+0.2 us locks, reads, PUD move); cold after the benchmark's 1 GiB memset"},
 })
