@@ -473,6 +473,18 @@ func (p *pmc) movePTEs(ext uint64, oldPMD, newPMD pgtable.Ptr) {
 	force := false
 	moved := uint64(0)
 	pt.EnterLazyMMU()
+	if movePTE == nil && p.latency == 0 {
+		// Generic PTE operations on a quiet table: one pass, same
+		// entries and counts (pgtable.MovePTEsQuiet).
+		var clear pgtable.Entry
+		if clearUffd {
+			clear = fm.PTE.UffdWP
+		}
+		if n, present, ok := pt.MovePTEsQuiet(op, np, int(ext>>p.pageShift), fm.PTE.SoftDirty, clear); ok {
+			moved, force = uint64(n), present
+			oldAddr = end
+		}
+	}
 	for oldAddr < end {
 		nr := 1
 		e := pt.PtepGet(oldAddr, op)

@@ -1,6 +1,7 @@
 package mremap
 
 import (
+	"io"
 	"testing"
 
 	"github.com/ptsim/ptsim/arch/archs"
@@ -230,4 +231,40 @@ func TestMovedSubtreeAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.check()
+}
+
+// TestQuietBulkMove checks the one-pass move_ptes loop that quiet tables
+// with the generic PTE operations take (pgtable.MovePTEsQuiet) against
+// the entry-by-entry loop, which a tracer forces: same end state, same
+// counts of every event.
+func TestQuietBulkMove(t *testing.T) {
+	run := func(traced bool) (*env, [][2]uint64) {
+		e := newEnv(t, "x86_64", "move_pmd=off", "move_pud=off")
+		if traced {
+			e.m.SetTracer(cost.TextTracer{W: io.Discard})
+		}
+		e.mmap(e.src, 3*e.pmd, mmu.MapFlags{})
+		e.fill(e.src, 3*e.pmd, 3*e.ps)
+		e.mmap(e.src+4*e.pmd, e.pmd, mmu.MapFlags{File: "f", Shared: true})
+		e.fill(e.src+4*e.pmd, e.pmd, 5*e.ps)
+		e.reset()
+		e.mustMremap(e.src, 3*e.pmd, 3*e.pmd, MayMove|Fixed, e.dst+e.ps)
+		e.mustMremap(e.src+4*e.pmd, e.pmd, e.pmd, MayMove|Fixed, e.dst+4*e.pmd)
+		return e, [][2]uint64{{e.dst, 6 * e.pmd}, {e.src, 6 * e.pmd}}
+	}
+	bulk, ranges := run(false)
+	slow, _ := run(true)
+	if d := diffStates(bulk.snapshot(ranges...), slow.snapshot(ranges...)); d != "" {
+		t.Fatalf("bulk and entry-by-entry moves differ:\n%s", d)
+	}
+	if b, s := bulk.mm.Meter().Counts(), slow.mm.Meter().Counts(); b != s {
+		for ev := range b {
+			if b[ev] != s[ev] {
+				t.Errorf("%s: bulk %d, entry by entry %d", cost.Event(ev), b[ev], s[ev])
+			}
+		}
+	}
+	if bulk.count(cost.PTEMoves) == 0 {
+		t.Fatal("nothing moved")
+	}
 }

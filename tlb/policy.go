@@ -31,7 +31,8 @@ type Policy interface {
 	// SetPolicy), with every TLB empty: it sizes its per-CPU state.
 	Attach(s *System)
 	// Flush carries out one call of the flush API, described by r. The
-	// System has already counted the call.
+	// System has already counted the call. r is valid only during the
+	// call: the System reuses it.
 	Flush(s *System, r *Request)
 	// TLBFlush is the arch's tlb_flush(): how an mmu_gather flushes what
 	// it gathered, by calling the flush API on s (which counts the call
@@ -161,6 +162,27 @@ func (r *Request) Pages() uint64 {
 	return (r.End - r.Start) >> r.StrideShift
 }
 
+// request returns a Request for one flush call to fill: the System's
+// scratch request, or a fresh one while the scratch is in use (a policy
+// that calls the flush API from inside a flush). Flushes are frequent
+// (mremap flushes once per table it moves); reusing one request keeps
+// them free of allocation. Policies must not keep the request after
+// Flush returns.
+func (s *System) request() *Request {
+	if s.reqBusy {
+		return new(Request)
+	}
+	s.reqBusy = true
+	return &s.req
+}
+
+// done releases a request from request.
+func (s *System) done(r *Request) {
+	if r == &s.req {
+		s.reqBusy = false
+	}
+}
+
 // flush counts one call and hands it to the policy.
 func (s *System) flush(r *Request) {
 	length := r.End - r.Start
@@ -212,7 +234,10 @@ func (s *System) FlushTLBPage(ctx *Context, va uint64) {
 	}
 	ps := uint64(1) << s.pageShift
 	va &^= ps - 1
-	s.flush(&Request{Kind: FlushPage, Ctx: ctx, Start: va, End: va + ps, StrideShift: s.pageShift, Meter: ctx.meter})
+	r := s.request()
+	*r = Request{Kind: FlushPage, Ctx: ctx, Start: va, End: va + ps, StrideShift: s.pageShift, Meter: ctx.meter}
+	s.flush(r)
+	s.done(r)
 }
 
 // FlushTLBRange is flush_tlb_range: [start, end) of ctx with a base-page
@@ -231,7 +256,10 @@ func (s *System) FlushTLBMMRange(ctx *Context, start, end uint64, strideShift ui
 	if strideShift > 63 {
 		strideShift = 63
 	}
-	s.flush(&Request{Kind: FlushRange, Ctx: ctx, Start: start, End: end, StrideShift: strideShift, FreedTables: freedTables, Meter: ctx.meter})
+	r := s.request()
+	*r = Request{Kind: FlushRange, Ctx: ctx, Start: start, End: end, StrideShift: strideShift, FreedTables: freedTables, Meter: ctx.meter}
+	s.flush(r)
+	s.done(r)
 }
 
 // FlushTLBMM is flush_tlb_mm: everything of ctx. Counts tlb_flush_mm on
@@ -240,19 +268,28 @@ func (s *System) FlushTLBMM(ctx *Context) {
 	if !s.usable(ctx) {
 		return
 	}
-	s.flush(&Request{Kind: FlushMM, Ctx: ctx, Start: 0, End: TLBFlushAll, FreedTables: true, Meter: ctx.meter})
+	r := s.request()
+	*r = Request{Kind: FlushMM, Ctx: ctx, Start: 0, End: TLBFlushAll, FreedTables: true, Meter: ctx.meter}
+	s.flush(r)
+	s.done(r)
 }
 
 // FlushTLBAll is flush_tlb_all: every entry of every CPU. Counts
 // tlb_flush_all on the kernel meter.
 func (s *System) FlushTLBAll() {
-	s.flush(&Request{Kind: FlushAll, Ctx: s.kernel, Start: 0, End: TLBFlushAll, FreedTables: true, Meter: s.kmeter})
+	r := s.request()
+	*r = Request{Kind: FlushAll, Ctx: s.kernel, Start: 0, End: TLBFlushAll, FreedTables: true, Meter: s.kmeter}
+	s.flush(r)
+	s.done(r)
 }
 
 // FlushTLBKernelRange is flush_tlb_kernel_range: kernel mappings in
 // [start, end) on every CPU. Counts tlb_flush_kernel on the kernel meter.
 func (s *System) FlushTLBKernelRange(start, end uint64) {
-	s.flush(&Request{Kind: FlushKernelRange, Ctx: s.kernel, Start: start, End: end, StrideShift: s.pageShift, FreedTables: true, Meter: s.kmeter})
+	r := s.request()
+	*r = Request{Kind: FlushKernelRange, Ctx: s.kernel, Start: start, End: end, StrideShift: s.pageShift, FreedTables: true, Meter: s.kmeter}
+	s.flush(r)
+	s.done(r)
 }
 
 // BasePolicy gives Linux's generic behaviour for the methods a policy

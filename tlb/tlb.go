@@ -183,6 +183,10 @@ type System struct {
 	// violations accumulates break-before-make and live-store
 	// violations until Violations is called.
 	violations []Violation
+	// req is the scratch request the Flush* calls fill, reqBusy set
+	// while one is being carried out (see request).
+	req     Request
+	reqBusy bool
 }
 
 // New returns a System of cfg.CPUs CPUs with empty TLBs. It fails with
