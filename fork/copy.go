@@ -299,6 +299,7 @@ func (c *copier) copyPresentPTEs(dp, sp pgtable.Ptr, e pgtable.Entry, addr uint6
 	// If we likely have to copy, do not bother batching; keep the small
 	// folio case on the short path.
 	if c.batch && !c.havePrealloc && folio.Large() && maxNr != 1 {
+		c.meter.Add(cost.PTEBatchCalls, 1)
 		nr, pte := c.src.FolioPTEBatch(addr, sp, e, folio, maxNr, c.fpb)
 		c.countBatchSteps(sp, e, folio, pfn, maxNr, nr)
 		// Refcount first, then the mapcount: refcount >= mapcount at
@@ -318,6 +319,7 @@ func (c *copier) copyPresentPTEs(dp, sp pgtable.Ptr, e pgtable.Entry, addr uint6
 			c.src.DupFileRmap(folio, pfn, nr)
 			c.rss[fileRSS(c.sv)] += int64(nr)
 		}
+		c.meter.Add(cost.RmapPageDups, uint64(nr))
 		c.step(folio)
 		c.copyPTEs(dp, sp, pte, addr, nr)
 		return nr, true
@@ -336,6 +338,7 @@ func (c *copier) copyPresentPTEs(dp, sp pgtable.Ptr, e pgtable.Entry, addr uint6
 		c.src.DupFileRmap(folio, pfn, 1)
 		c.rss[fileRSS(c.sv)]++
 	}
+	c.meter.Add(cost.RmapPageDups, 1)
 	c.step(folio)
 	c.copyPTEs(dp, sp, e, addr, 1)
 	return 1, true

@@ -110,10 +110,21 @@ func TestBatchCounts(t *testing.T) {
 				if !batch {
 					wantBatches, wantCompares, wantSteps = 0, 0, tc.ptes
 				}
+				// folio_pte_batch runs once per step over a large folio;
+				// every page but the zero page has its rmap duplicated.
+				wantCalls, wantDups := uint64(0), tc.ptes
+				if batch && tc.folio > 0 && tc.prot != mmu.ProtRead {
+					wantCalls = wantSteps
+				}
+				if tc.prot == mmu.ProtRead {
+					wantDups = 0
+				}
 				for _, x := range []struct {
 					e    cost.Event
 					want uint64
 				}{
+					{cost.PTEBatchCalls, wantCalls},
+					{cost.RmapPageDups, wantDups},
 					{cost.ForkPTEs, tc.ptes},
 					{cost.ForkBatches, wantBatches},
 					{cost.ForkPageCopies, 0},

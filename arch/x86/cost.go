@@ -155,4 +155,47 @@ var Costs = cost.MustTable("x86_64", map[cost.Event]cost.Figure{
 	// anon_vma_chain, slab, RCU) pulls ~50 lines from DRAM at ~100 ns.
 	// Warm, a VMA operation is far cheaper; this figure prices it cold.
 	cost.VMAOps: {PS: 5_400_000, Source: "derived (fit, F2): PUD-aligned 1 GiB mremap 205.7 us by PMDs vs 15.6 us by one PUD (Kalesh Singh, Linux 5.4, x86): ratio 13 gives a fixed path of 11.7 us = syscall 0.6 + 2 VMA operations (+0.2 us locks, reads, PUD move); cold after the benchmark's 1 GiB memset"},
+
+	// fork (F6): David Hildenbrand's "mm/memory: optimize fork() with
+	// PTE-mapped THP" (v2/v3 cover): fork() of 1 GiB = 262,144 PTEs on a
+	// Xeon Silver 4210R, v6.8-rc1 (one PTE at a time) against the series
+	// (batched). Per PTE: unbatched 2M folios 14.305 ms / 262,144 = 54.57
+	// ns; batched 2M 10.076 ms = 38.44 ns; batched 16K 11.96 ms = 45.62
+	// ns. Priced already: two entry reads and two entry writes per PTE
+	// (8 ns), and per PTE table (512 PTEs) the allocation, locks, walk and
+	// upper writes (~470 ns, 0.92 ns per PTE). Three figures are fitted
+	// to those three times (rmap_page_dups, folio_lookups,
+	// pte_batch_calls); the other sizes (32K, 64K, 128K...) are then
+	// predictions.
+	//
+	// RefAtomics and MapcountAtomics: folio_ref_add/folio_get/folio_put
+	// and atomic_inc/atomic_add of _mapcount, _large_mapcount or
+	// _entire_mapcount are one locked RMW each.
+	cost.RefAtomics:      {PS: 7_000, Source: "derived: one LOCK XADD ~18 cycles on Skylake (Agner Fog, instruction tables) at 2.5 GHz, half of mmap_locks' two"},
+	cost.MapcountAtomics: {PS: 7_000, Source: "derived: one LOCK INC/XADD ~18 cycles on Skylake (Agner Fog, instruction tables) at 2.5 GHz, as ref_atomics"},
+	// CopyPTEIters: one pass of copy_pte_range's loop besides the entry
+	// read (pte_none/pte_present tests, progress, pointer bumps).
+	cost.CopyPTEIters: {PS: 2_000, Source: "estimate: ~5 cycles of tests and increments at 2.5 GHz"},
+	// PTEBatchCompares: __pte_batch_clear_ignored's masking, pte_same and
+	// the loop step of folio_pte_batch, per PTE (the read is entry_reads).
+	cost.PTEBatchCompares: {PS: 3_000, Source: "estimate: ~8 ALU ops, ~7 cycles at 2.5 GHz"},
+	// RmapPageDups (fit): the batched 2M fork's 38.44 ns per PTE less the
+	// priced reads, writes and table work (8.92), the page's mapcount
+	// atomic (7), the compare (3 x 511/512) and the per-batch work spread
+	// over 512 PTEs (0.09): 19.44 ns per page, the struct page's line
+	// (16 MiB of struct pages stream from DRAM) and ClearPageAnonExclusive
+	// (a locked bit clear, ~7 ns), which the batch cannot share.
+	cost.RmapPageDups: {PS: 19_500, Source: "derived (fit, F6): batched fork of 1 GiB of PTE-mapped 2M folios, 10.076 ms / 262,144 PTEs = 38.44 ns, less 18.9 ns of priced per-PTE work (D. Hildenbrand, optimize fork() with PTE-mapped THP, v3 cover, Xeon Silver 4210R)"},
+	// FolioLookups (fit): the unbatched fork's 54.57 ns per PTE = 8.92 +
+	// loop 2 + lookup + folio_get 7 + two mapcount atomics 14 (the page's
+	// and the large folio's) + 19.5 per page: vm_normal_page and
+	// page_folio take 3.15 ns.
+	cost.FolioLookups: {PS: 3_200, Source: "derived (fit, F6): unbatched (v6.8-rc1) fork of 1 GiB of PTE-mapped 2M folios, 14.305 ms / 262,144 PTEs = 54.57 ns less 51.42 ns of priced per-PTE work (D. Hildenbrand, optimize fork() with PTE-mapped THP, v3 cover)"},
+	// PTEBatchCalls (fit): batched 16K folios, 45.62 ns per PTE = 8.92 +
+	// 7 + 19.5 + 3 x 3/4 + (loop 2 + lookup 3.2 + folio_ref_add 7 +
+	// large mapcount 7 + call) / 4: the call of folio_pte_batch and its
+	// set-up cost 12.6 ns.
+	cost.PTEBatchCalls: {PS: 12_600, Source: "derived (fit, F6): batched fork of 1 GiB of 16K folios, 11.96 ms / 262,144 PTEs = 45.62 ns per PTE, less the priced per-PTE work, times 4 PTEs per call, less the priced per-call work (D. Hildenbrand, optimize fork() with PTE-mapped THP, v3 cover)"},
+	// PageCopies: copy_user_highpage reads and writes 4 KiB.
+	cost.PageCopies: {PS: 680_000, Source: "derived: twice the memory traffic of clear_page (page_zeroes, 340 ns for 4 KiB at ~12 GB/s)"},
 })
