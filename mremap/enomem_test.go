@@ -51,6 +51,7 @@ func TestENOMEMEveryAllocation(t *testing.T) {
 					_, err := e.mremap(src, size, size, MayMove|Fixed, dst)
 					e.m.Memory().SetFailPolicy(phys.FailPolicy{})
 					wantErr(t, err, mmu.ENOMEM)
+					wantErr(t, err, ErrShortMove)
 					if d := diffStates(before, e.snapshot([2]uint64{src, size}, [2]uint64{dst, size})); d != "" {
 						t.Fatalf("allocation %d of %d failed and the source changed:\n%s", i, n, d)
 					}

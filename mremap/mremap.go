@@ -1,6 +1,7 @@
 package mremap
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/ptsim/ptsim/cost"
@@ -22,6 +23,13 @@ const (
 	// length. Without Fixed the new address is a hint.
 	DontUnmap
 )
+
+// ErrShortMove is wrapped, with ENOMEM, by the error of a move that ran
+// out of memory for a page table: what moved was moved back and the new
+// range unmapped, so the source is intact; but a Fixed move's target was
+// unmapped first, and a shrink before the move took the tail, as in
+// Linux. Every other error leaves the address space unchanged.
+var ErrShortMove = errors.New("page tables moved only in part, moved back")
 
 // validFlags are the flags mremap knows.
 const validFlags = MayMove | Fixed | DontUnmap

@@ -31,7 +31,7 @@ func (r *vrm) moveVMA() (uint64, error) {
 	unmapAddr, unmapLen := r.addr, r.oldLen
 	var moveErr error
 	if moved < r.oldLen {
-		moveErr = fmt.Errorf("moved %#x of %#x bytes, out of memory for a page table: %w", moved, r.oldLen, mmu.ENOMEM)
+		moveErr = fmt.Errorf("moved %#x of %#x bytes, out of memory for a page table: %w: %w", moved, r.oldLen, ErrShortMove, mmu.ENOMEM)
 		// The rollback cannot fail for want of memory: every table it
 		// needs at the old side is still there.
 		back := &Move{Old: nv, New: src, OldAddr: r.newAddr, NewAddr: r.addr, Len: moved, NeedRmapLocks: true}
