@@ -217,6 +217,12 @@ const (
 	// loses. Idle CPUs are not counted. One TLBI reaching 127 busy CPUs
 	// counts 127.
 	TLBIRemote
+	// UserMisses counts user loads and stores whose cache line comes
+	// from DRAM. The machine keeps no data caches, so the model cannot
+	// tell a hit from a miss: a workload whose accesses are known to miss
+	// counts them (page_fault3 stores to a page it has not touched since
+	// its last pass over 128 MiB).
+	UserMisses
 
 	// NumEvents is the number of events.
 	NumEvents
@@ -315,6 +321,7 @@ var eventNames = [NumEvents]string{
 	PageCacheLookups:     "page_cache_lookups",
 	PageMkwriteBlocks:    "page_mkwrite_blocks",
 	TLBIRemote:           "tlbi_remote",
+	UserMisses:           "user_misses",
 }
 
 // String returns the counter name of the event, as scripts spell it.

@@ -81,4 +81,48 @@ var Costs = cost.MustTable("arm64", map[cost.Event]cost.Figure{
 	// takes the same DRAM time.
 	cost.RmapPageDups: {PS: 32_500, Source: "derived: x86 fit of D. Hildenbrand's fork table (19.5 ns = 7 ns locked bit clear + 12.5 ns struct page line from DRAM) with the clear as an LSE atomic (~40 cycles at ~2 GHz)"},
 	cost.PageCopies:   {PS: 1_000_000, Source: "derived: a 4 KiB copy reads and writes 4 KiB, twice the traffic of pt_allocs' DC ZVA clear at ~8 GB/s (0.5 us)"},
+
+	// Page faults and contpte (F8, F9). Kefeng Wang's page_fault3 table
+	// (specs/contpte.md 2.10: will-it-scale page_fault3_processes -t 128
+	// on a 128-core arm64 server, pages per second over all processes)
+	// is the only published arm64 page-fault measurement here; at 128
+	// processes each page takes 128 s / rate: 1,385.6 ns with large folios
+	// off, 1,592.8 ns with 64K folios and contpte off, 7,918.4 ns with
+	// contpte on. Three figures are derived from those three times (the
+	// fault's fixed work, the per-block page_mkwrite work and the other
+	// CPUs' TLBI work); the whole-folio ratio (F8) and F9 are predictions.
+	// Other per-page work of the model below is from the figures above
+	// and these estimates:
+	cost.PageCacheLookups: {PS: 100_000, Source: "estimate: filemap_get_entry's xarray walk (2-3 node lines) and folio_try_get, folio_lock, folio_unlock (three LSE atomics at ref_atomics' 20 ns)"},
+	cost.RSSUpdates:       {PS: 2_000, Source: "estimate: add_mm_counter, a per-CPU counter add, ~4 cycles at ~2 GHz"},
+	// UserMisses: a user store whose line comes from DRAM (page_fault3
+	// stores to each page once per 128 MiB pass): LPDDR4, 150-200 ns as
+	// vma_ops' note above estimates; the middle.
+	cost.UserMisses:  {PS: 175_000, Source: "estimate: a line from LPDDR4, 150-200 ns (as vma_ops' note); the middle, 175 ns"},
+	cost.FolioAllocs: {PS: 300_000, Source: "estimate: an allocation from the buddy lists, the ~0.3 us of pt_allocs' note"},
+	cost.PageZeroes:  {PS: 500_000, Source: "estimate: DC ZVA clear of 4 KiB at ~8 GB/s, as pt_allocs' note (0.5 us)"},
+	// Faults (derived, F8 anchor): with large folios off the model's
+	// other priced work per page (the write fault's lookups, locks,
+	// entries, atomics and its page_mkwrite block, the store's miss, and
+	// the page's share of munmap) is 553.5 ns; the trap, entry/exit,
+	// handle_mm_fault dispatch and the file fault's fixed work
+	// (page_mkwrite's per-call part, folio_mark_dirty,
+	// balance_dirty_pages_ratelimited) take the rest: 1,385.6 - 553.5 =
+	// 832.1 ns.
+	cost.Faults: {PS: 832_000, Source: "derived (F8): Kefeng Wang's page_fault3, large folios off, 92,378,735 pages/s over 128 processes = 1,385.6 ns per page, less 553.5 ns of the model's other priced work per page"},
+	// PageMkwriteBlocks (derived, F8): with 64K folios and contpte off a
+	// page takes 1,592.8 - 1,385.6 = 207.2 ns more, the model's other
+	// work 1.5 ns less (batched zap against an extra mapcount atomic), and
+	// ext4's block_page_mkwrite walks the folio's 16 blocks instead of 1
+	// on every fault: (207.2 + 1.5) / 15 = 13.9 ns per block.
+	cost.PageMkwriteBlocks: {PS: 13_900, Source: "derived (F8): page_fault3 with 64K folios and contpte off, 80,364,074 pages/s = 1,592.8 ns per page; (1,592.8 - 1,385.6 + 1.5 ns of other work) / 15 more blocks per fault"},
+	// TLBIRemote (derived, F8): with contpte on each 16th fault folds its
+	// block (16 TLBI VALE1IS and a DSB, no FEAT_TLBIRANGE on that
+	// server), and every TLBI reaches the other 127 CPUs, all running
+	// page_fault3: 127 receptions per page. The model's other work per
+	// page, the fold included, is 2,356.8 ns: (7,918.4 - 2,356.8) / 127 =
+	// 43.8 ns per TLBI per busy CPU, ~110 cycles: the receiving CPU's DVM
+	// work, which Andrea Arcangeli found grows with the CPUs sending
+	// ("arm64: tlb: skip tlbi broadcast").
+	cost.TLBIRemote: {PS: 43_800, Source: "derived (F8): page_fault3 with contpte on, 16,164,943 pages/s = 7,918.4 ns per page; (7,918.4 - 2,356.8 ns of other work) / 127 TLBIs received per page"},
 })
