@@ -132,8 +132,8 @@ func runF1() (Result, error) {
 	return Result{
 		Measures: []Measure{{Name: "per-PTE / PMD moves", Published: "3.4-3.6 ms -> 144-160 us (~23x)",
 			Band: Band{15, 35}, Value: mremapRatio(r[0], r[1]), Unit: "x"}},
-		Note: fmt.Sprintf("ours %s (%s) -> %s (%s)", mremapUS(r[0].NS), shares(&r[0].Counts, x86Costs(), 3),
-			mremapUS(r[1].NS), shares(&r[1].Counts, x86Costs(), 3)),
+		Note: fmt.Sprintf("ours %s (%s) -> %s (%s)", mremapUS(r[0].NS), Shares(&r[0].Counts, x86Costs(), 3),
+			mremapUS(r[1].NS), Shares(&r[1].Counts, x86Costs(), 3)),
 	}, nil
 }
 
@@ -146,7 +146,7 @@ func runF2() (Result, error) {
 		Measures: []Measure{{Name: "PMD / PUD moves", Published: "205.7 us -> 15.6 us (~13x)",
 			Band: Band{8, 20}, Value: mremapRatio(r[0], r[1]), Unit: "x"}},
 		Note: fmt.Sprintf("ours %s (%s) -> %s (%s): one call's fixed path, run cold right after the 1 GiB was written, is most of a PUD move",
-			mremapUS(r[0].NS), shares(&r[0].Counts, x86Costs(), 3), mremapUS(r[1].NS), shares(&r[1].Counts, x86Costs(), 3)),
+			mremapUS(r[0].NS), Shares(&r[0].Counts, x86Costs(), 3), mremapUS(r[1].NS), Shares(&r[1].Counts, x86Costs(), 3)),
 	}, nil
 }
 
@@ -158,8 +158,8 @@ func runF3() (Result, error) {
 	return Result{
 		Measures: []Measure{{Name: "per-PTE / PMD moves", Published: "9.10 ms -> 1.13 ms (~8x)",
 			Band: Band{5, 12}, Value: mremapRatio(r[0], r[1]), Unit: "x"}},
-		Note: fmt.Sprintf("ours %s (%s) -> %s (%s)", mremapUS(r[0].NS), shares(&r[0].Counts, armCosts(), 3),
-			mremapUS(r[1].NS), shares(&r[1].Counts, armCosts(), 3)),
+		Note: fmt.Sprintf("ours %s (%s) -> %s (%s)", mremapUS(r[0].NS), Shares(&r[0].Counts, armCosts(), 3),
+			mremapUS(r[1].NS), Shares(&r[1].Counts, armCosts(), 3)),
 	}, nil
 }
 
@@ -174,7 +174,7 @@ func runF4() (Result, error) {
 			{Name: "per-PTE / PUD moves", Published: "~150x", Band: Band{100, 220}, Value: mremapRatio(r[0], r[2]), Unit: "x"},
 		},
 		Note: fmt.Sprintf("ours %s -> %s -> %s (%s)", mremapUS(r[0].NS), mremapUS(r[1].NS), mremapUS(r[2].NS),
-			shares(&r[2].Counts, armCosts(), 3)),
+			Shares(&r[2].Counts, armCosts(), 3)),
 	}, nil
 }
 
@@ -206,7 +206,7 @@ func runF5() (Result, error) {
 			"under the 4.19 rule: %s -> %s (%.0fx, F3); x86 under the old rules: %s -> %s (%.0fx): "+
 			"x86 never flushed per page (above 33 pages it flushes everything at once), and the 4.19 "+
 			"flush in every PMD move made its PMD path %.1fx slower",
-			mremapUS(r[0].NS), mremapUS(r[1].NS), shares(&r[0].Counts, armCosts(), 3), r[0].Counts[cost.TLBIOps],
+			mremapUS(r[0].NS), mremapUS(r[1].NS), Shares(&r[0].Counts, armCosts(), 3), r[0].Counts[cost.TLBIOps],
 			mremapUS(x86[0].NS), mremapUS(x86[1].NS), mremapRatio(x86[0], x86[1]),
 			mremapUS(today[0].NS), mremapUS(today[1].NS), mremapRatio(today[0], today[1]),
 			mremapUS(x86old[0].NS), mremapUS(x86old[1].NS), mremapRatio(x86old[0], x86old[1]),
@@ -214,13 +214,23 @@ func runF5() (Result, error) {
 	}, nil
 }
 
+// Costs returns the cost table of the named arch (nil for an unknown
+// name).
+func Costs(archName string) *cost.Table {
+	a, err := archs.ByName(archName)
+	if err != nil {
+		return nil
+	}
+	return a.Costs
+}
+
 // armCosts and x86Costs return the arches' cost tables.
 func armCosts() *cost.Table { return arm64.Costs }
 func x86Costs() *cost.Table { return x86.Costs }
 
-// shares names the n primitives that take most of the simulated time of
+// Shares names the n primitives that take most of the simulated time of
 // counts under tab, with their shares ("tlbi_ops 96%, ...").
-func shares(c *cost.Counts, tab *cost.Table, n int) string {
+func Shares(c *cost.Counts, tab *cost.Table, n int) string {
 	total := tab.PS(c)
 	if total == 0 {
 		return "nothing priced"
