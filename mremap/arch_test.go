@@ -7,6 +7,7 @@ import (
 	"github.com/ptsim/ptsim/cost"
 	"github.com/ptsim/ptsim/mmu"
 	"github.com/ptsim/ptsim/pgtable"
+	"github.com/ptsim/ptsim/phys"
 )
 
 // TestTableMoveKnobs: only arches that select HAVE_MOVE_PMD/PUD (x86-64
@@ -124,4 +125,48 @@ func TestContPTEBatch(t *testing.T) {
 	if !e.a.Format.Cont(tr.Entry, pgtable.PTE) {
 		t.Fatal("the moved block is not contiguous")
 	}
+}
+
+// TestHugetlbMove moves a hugetlb mapping (built by hand: the model has no
+// hugetlb mmap yet): move_hugetlb_page_tables moves each huge leaf with an
+// invalidating get-and-clear and flushes the old range once.
+func TestHugetlbMove(t *testing.T) {
+	e := newEnv(t, "x86_64")
+	pmd := e.pmd
+	mem := e.m.Memory()
+	e.mm.MmapWriteLock()
+	if err := e.mm.InsertVMA(&mmu.VMA{Start: e.src, End: e.src + 2*pmd,
+		Flags: mmu.VMRead | mmu.VMWrite | mmu.VMMayRead | mmu.VMMayWrite | mmu.VMHugeTLB, HugeShift: 21}); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(0); i < 2; i++ {
+		pfn, err := mem.Alloc(9, phys.KindFolio)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := phys.Folio{PFN: pfn, Order: 9}
+		mem.SetFlags(f, phys.FlagHugeTLB)
+		mem.SetContent(pfn, 100+i)
+		e.mm.AddEntireRmap(f, false, false)
+		e.mm.AddRSS(mmu.MMFilePages, 512)
+		if err := e.mm.PageTable().Map(e.src+i*pmd, pmd, pfn, pgtable.MapOpts{Prot: pgtable.ProtRead | pgtable.ProtWrite | pgtable.ProtShared, Huge: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.mm.MmapWriteUnlock()
+	e.check()
+	e.reset()
+	// Unaligned to the huge page size: EINVAL; aligned: the leaves move.
+	_, err := e.mremap(e.src, 2*pmd, 2*pmd, MayMove|Fixed, e.dst+e.ps)
+	wantErr(t, err, mmu.EINVAL)
+	e.mustMremap(e.src, 2*pmd, 2*pmd, MayMove|Fixed, e.dst)
+	for i := uint64(0); i < 2; i++ {
+		tr, ok := e.mm.Translate(e.dst + i*pmd)
+		if !ok || tr.Level != pgtable.PMD || mem.Content(tr.PFN) != 100+i {
+			t.Fatalf("huge page %d after the move: %+v %v", i, tr, ok)
+		}
+	}
+	e.wantUnmapped(e.src, 2*pmd)
+	// One flush for the move, one for the unmap that frees the old PMD table.
+	e.wantCounts(map[cost.Event]uint64{cost.PTEMoves: 0, cost.PMDMoves: 0, cost.TLBFlushRange: 1 + 1})
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/ptsim/ptsim/cost"
 	"github.com/ptsim/ptsim/mmu"
+	"github.com/ptsim/ptsim/pgtable"
 )
 
 // TestRealign covers try_realign_addr: a move whose addresses have the
@@ -294,4 +295,32 @@ func TestMultiCPU(t *testing.T) {
 		}
 		e.check()
 	}
+}
+
+// TestUffdWP: a VMA with userfaultfd write-protect armed (without remap
+// events) never moves whole tables, since every PTE must lose its uffd-wp
+// bit on the way; the new VMA is not registered afterwards.
+func TestUffdWP(t *testing.T) {
+	e := newEnv(t, "x86_64")
+	e.mmap(e.src, 2*e.pmd, mmu.MapFlags{})
+	e.fill(e.src, 2*e.pmd, e.ps)
+	v := e.mm.FindVMA(e.src)
+	v.Flags |= mmu.VMUffdWP
+	// Mark one PTE uffd-wp, as UFFDIO_WRITEPROTECT would.
+	fm := &e.a.Format
+	tr, _ := e.mm.Translate(e.src)
+	e.mm.PageTable().RawSet(e.src, tr.Ptr, fm.MkUffdWP(tr.Entry, pgtable.PTE))
+	e.m.TLB().FlushTLBPage(e.mm.TLBContext(), e.src)
+	e.check()
+	e.reset()
+	e.mustMremap(e.src, 2*e.pmd, 2*e.pmd, MayMove|Fixed, e.dst)
+	e.wantCounts(map[cost.Event]uint64{cost.PMDMoves: 0, cost.PTEMoves: 1024})
+	tr, _ = e.mm.Translate(e.dst)
+	if fm.UffdWP(tr.Entry, pgtable.PTE) {
+		t.Fatal("the moved PTE kept its uffd-wp bit")
+	}
+	if nv := e.mm.FindVMA(e.dst); nv == nil || nv.Flags&mmu.VMUffdWP != 0 {
+		t.Fatalf("new VMA %v still registered", nv)
+	}
+	e.wantContent(e.dst, 2*e.pmd, e.ps, func(a uint64) uint64 { return a - e.dst + e.src })
 }
