@@ -64,6 +64,12 @@ type pmc struct {
 	pmdSize, pudSize uint64
 	// pageShift is PAGE_SHIFT.
 	pageShift uint
+	// readsToPUD and readsToPMD are how many entries a walk from the
+	// root reads before it reaches the table holding PUD (PMD) entries.
+	readsToPUD, readsToPMD uint64
+	// oldPUDT and newPUDT are the tables holding the PUD entries of the
+	// last source and destination addresses walked to (nil before).
+	oldPUDT, newPUDT *pgtable.Table
 	// oldAddr and newAddr advance together; oldEnd is fixed; lenIn is
 	// the length asked for (pmc->len_in).
 	oldAddr, newAddr, oldEnd, lenIn uint64
@@ -152,6 +158,15 @@ func newPMC(mm *mmu.MM, mv *Move) *pmc {
 	}
 	p.pmdSize = p.geo.Size(pgtable.PMD)
 	p.pudSize = p.geo.Size(pgtable.PUD)
+	tables := p.geo.Tables[len(p.geo.Tables)-p.pt.Levels():]
+	for _, tg := range tables {
+		if tg.Level < pgtable.PMD {
+			p.readsToPMD++
+		}
+		if tg.Level < pgtable.PUD {
+			p.readsToPUD++
+		}
+	}
 	if k.MremapLatencyLimit > 0 {
 		p.latency = uint64(k.MremapLatencyLimit)
 	}
@@ -193,12 +208,29 @@ func (p *pmc) getExtent(size uint64) uint64 {
 func (p *pmc) step() (ext uint64, ok bool) {
 	pt, fm := p.pt, p.fm
 	ext = p.getExtent(p.pudSize)
-	oldPUD, found := p.oldEntry(pgtable.PUD)
+	oldPUD, ok := p.slotIn(p.oldPUDT, p.oldAddr, p.readsToPUD)
+	found := false
+	if ok {
+		e := pt.RawGet(oldPUD)
+		found = oldPUD.Child() != nil || !fm.IsNone(e, oldPUD.Level())
+	} else {
+		oldPUD, found = p.oldEntry(pgtable.PUD)
+		if oldPUD.Level() >= pgtable.PUD {
+			p.oldPUDT = oldPUD.T
+		}
+	}
 	if !found {
 		return ext, true
 	}
-	newPUD, err := pt.WalkAlloc(p.newAddr, pgtable.PUD)
-	if err != nil || newPUD.Level() < oldPUD.Level() {
+	newPUD, ok := p.slotIn(p.newPUDT, p.newAddr, p.readsToPUD)
+	var err error
+	if !ok {
+		if newPUD, err = pt.WalkAlloc(p.newAddr, pgtable.PUD); err != nil {
+			return ext, false
+		}
+		p.newPUDT = newPUD.T
+	}
+	if newPUD.Level() < oldPUD.Level() {
 		return ext, false
 	}
 	pud := oldPUD.Peek()
@@ -220,13 +252,21 @@ func (p *pmc) step() (ext uint64, ok bool) {
 	}
 
 	ext = p.getExtent(p.pmdSize)
-	oldPMD, found := p.oldEntry(pgtable.PMD)
+	oldPMD, ok := p.pmdIn(oldPUD, p.oldAddr)
+	if ok {
+		e := pt.RawGet(oldPMD)
+		found = oldPMD.Child() != nil || !fm.IsNone(e, pgtable.PMD)
+	} else {
+		oldPMD, found = p.oldEntry(pgtable.PMD)
+	}
 	if !found {
 		return ext, true
 	}
-	newPMD, err := pt.WalkAlloc(p.newAddr, pgtable.PMD)
-	if err != nil {
-		return ext, false
+	newPMD, ok := p.pmdIn(newPUD, p.newAddr)
+	if !ok {
+		if newPMD, err = pt.WalkAlloc(p.newAddr, pgtable.PMD); err != nil {
+			return ext, false
+		}
 	}
 	if newPMD.Level() != oldPMD.Level() {
 		return ext, false
@@ -264,8 +304,11 @@ func (p *pmc) step() (ext uint64, ok bool) {
 
 // oldEntry is get_old_pud and get_old_pmd: the source entry at level l
 // for oldAddr, or false when it (or a level above it) is empty.
-func (p *pmc) oldEntry(l pgtable.Level) (pgtable.Ptr, bool) {
-	ptr, ok := p.pt.Walk(p.oldAddr, l)
+func (p *pmc) oldEntry(l pgtable.Level) (pgtable.Ptr, bool) { return p.oldEntryAt(p.oldAddr, l) }
+
+// oldEntryAt is oldEntry for any address.
+func (p *pmc) oldEntryAt(addr uint64, l pgtable.Level) (pgtable.Ptr, bool) {
+	ptr, ok := p.pt.Walk(addr, l)
 	if !ok {
 		return ptr, false
 	}
@@ -274,6 +317,34 @@ func (p *pmc) oldEntry(l pgtable.Level) (pgtable.Ptr, bool) {
 		return ptr, false
 	}
 	return ptr, true
+}
+
+// slotIn returns addr's slot in table t, the table the walk of an earlier
+// iteration reached, when t maps addr, counting the reads of the walk
+// from the root that get_old_pud and alloc_new_pud repeat every time
+// (reads). Tables above the PUD level never change during a move (a
+// PUD move clears an entry, not the table holding it), so the table a
+// walk reached stays right for every address it maps.
+func (p *pmc) slotIn(t *pgtable.Table, addr, reads uint64) (pgtable.Ptr, bool) {
+	if t == nil || t.Freed() || addr-t.Base() >= uint64(t.Len())*p.pt.EntrySize(t) {
+		return pgtable.Ptr{}, false
+	}
+	p.meter.Add(cost.EntryReads, reads)
+	return pgtable.Ptr{T: t, I: p.pt.IndexOf(t, addr)}, true
+}
+
+// pmdIn returns addr's slot in the PMD table that the PUD entry pud
+// (found by the same iteration) points to, counting the reads the walk
+// from the root would make: get_old_pmd and alloc_new_pmd walk again from
+// the PGD, the model skips the descent. It reports false when pud holds
+// no PMD table (a folded PUD, an empty entry), and the caller walks.
+func (p *pmc) pmdIn(pud pgtable.Ptr, addr uint64) (pgtable.Ptr, bool) {
+	t := pud.Child()
+	if pud.Level() != pgtable.PUD || t == nil || t.Level() != pgtable.PMD {
+		return pgtable.Ptr{}, false
+	}
+	p.meter.Add(cost.EntryReads, p.readsToPMD)
+	return pgtable.Ptr{T: t, I: p.pt.IndexOf(t, addr)}, true
 }
 
 // pteAlloc is pte_alloc on the destination PMD: a PTE table is allocated
