@@ -334,6 +334,9 @@ func (r *vrm) expandVMA() (uint64, error) {
 	if r.flags&MayMove == 0 {
 		return 0, fmt.Errorf("cannot grow in place and may not move: %w", mmu.ENOMEM)
 	}
+	if err := r.prepMoveVMA(); err != nil {
+		return 0, err
+	}
 	if err := r.setNewAddr(); err != nil {
 		return 0, err
 	}
@@ -372,13 +375,13 @@ func (r *vrm) populateLocked(v *mmu.VMA, start, end uint64) {
 // with a hint).
 func (r *vrm) mremapTo() (uint64, error) {
 	mm := r.mm
+	if err := r.prepMoveVMA(); err != nil {
+		return 0, err
+	}
 	// s390 grows its tables for a high target before anything changes
 	// (get_unmapped_area's crst_table_upgrade).
 	if r.flags&Fixed != 0 {
 		if err := mm.GrowFor(r.newAddr, r.newLen); err != nil {
-			return 0, err
-		}
-		if err := r.prepMoveVMA(); err != nil {
 			return 0, err
 		}
 		if err := mm.UnmapRange(r.newAddr, r.newAddr+r.newLen); err != nil {

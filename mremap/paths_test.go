@@ -217,12 +217,12 @@ func TestRmapLocks(t *testing.T) {
 			// Either way one VMA maps the file afterwards: the moved one,
 			// or the one below the target that it merged into.
 			vs := e.mm.VMAs()
-			wantStart := target
+			wantStart, wantPgOff := target, pmd/e.ps
 			if c.merge {
-				wantStart = target - pmd
+				wantStart, wantPgOff = target-pmd, 0
 			}
-			if len(vs) != 1 || vs[0].Start != wantStart || vs[0].End != target+pmd || vs[0].PgOff != 0 && c.merge {
-				t.Fatalf("VMAs %v", vs)
+			if len(vs) != 1 || vs[0].Start != wantStart || vs[0].End != target+pmd || vs[0].PgOff != wantPgOff {
+				t.Fatalf("VMAs %v, want one from %#x at file page %d", vs, wantStart, wantPgOff)
 			}
 		})
 	}

@@ -7,7 +7,8 @@ import (
 	"github.com/ptsim/ptsim/pgtable"
 )
 
-// moveVMA is move_vma: the destination VMA is created (or merged into a
+// moveVMA is move_vma after prep_move_vma (which the callers run before
+// they change anything): the destination VMA is created (or merged into a
 // neighbour) by copy_vma, the page tables move, and the source range is
 // unmapped, or with DontUnmap left in place, empty. If the move falls
 // short (no memory for a destination table) what moved is moved back
@@ -15,9 +16,6 @@ import (
 // returned.
 func (r *vrm) moveVMA() (uint64, error) {
 	mm := r.mm
-	if err := r.prepMoveVMA(); err != nil {
-		return 0, err
-	}
 	// vma_start_write: no fault may race with the move.
 	mm.VMAStartWrite(r.vma)
 	src := r.vma
