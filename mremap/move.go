@@ -53,6 +53,8 @@ type MoveStats struct {
 
 // pmc is the state of one move_page_tables call.
 type pmc struct {
+	// mv is the caller's description; mm the address space, pt its page
+	// table, a its arch and fm the arch's entry format.
 	mv *Move
 	mm *mmu.MM
 	pt *pgtable.PageTable
@@ -127,13 +129,11 @@ func MovePageTables(mm *mmu.MM, mv *Move) uint64 {
 	for p.oldAddr < p.oldEnd {
 		mv.Stats.Extents++
 		ext, ok := p.step()
-		p.oldAddr += ext
-		p.newAddr += ext
 		if !ok {
-			p.oldAddr -= ext
-			p.newAddr -= ext
 			break
 		}
+		p.oldAddr += ext
+		p.newAddr += ext
 	}
 	if p.needFlush && p.latency > 0 {
 		start := p.oldEnd - p.lenIn
