@@ -71,15 +71,17 @@ func (mm *MM) DupFileRmap(f phys.Folio, first phys.PFN, nr int) { mm.AddFileRmap
 // map them read-only.
 func (mm *MM) TryDupAnonRmap(src *MM, f phys.Folio, first phys.PFN, nr int) error {
 	mem := mm.m.mem
+	// The pages' metadata, looked up once for the loops below.
+	pages := mem.Pages(f)[first-f.PFN:][:nr]
 	if src.hasPinned && mem.MaybeDMAPinned(f) {
-		for i := 0; i < nr; i++ {
-			if mem.Page(first + phys.PFN(i)).Has(phys.FlagAnonExclusive) {
+		for i := range pages {
+			if pages[i].Has(phys.FlagAnonExclusive) {
 				return fmt.Errorf("dup anon rmap of pinned page %#x: %w", first+phys.PFN(i), EBUSY)
 			}
 		}
 	}
-	for i := 0; i < nr; i++ {
-		mem.Page(first + phys.PFN(i)).Clear(phys.FlagAnonExclusive)
+	for i := range pages {
+		pages[i].Clear(phys.FlagAnonExclusive)
 	}
 	mem.AddPTEMaps(f, first, nr)
 	mm.chargeMapcount(f, nr)

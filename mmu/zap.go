@@ -59,27 +59,35 @@ func (mm *MM) FolioPTEBatch(addr uint64, p pgtable.Ptr, e pgtable.Entry, folio p
 	}
 	nr := mm.pt.PteBatchHint(p, e)
 	expected := clearIgnored(fm, fm.AdvancePFN(e, pgtable.PTE, uint64(nr)), fl)
+	// raw is the entry before, advanced to the next frame. A PTE equal to
+	// it matches and merges nothing new (clearIgnored and the merges read
+	// flag bits only, and the entry before was taken in), so the common
+	// run of identical PTEs skips both.
+	raw := fm.AdvancePFN(e, pgtable.PTE, uint64(nr))
 	merged := e
 	ps := mm.pageSize()
 	for nr < maxNr {
 		q := p.Add(nr)
 		cur := mm.pt.PtepGet(addr+uint64(nr)*ps, q)
-		if clearIgnored(fm, cur, fl) != expected {
-			break
-		}
-		if fl&FPBMergeWrite != 0 && fm.Write(cur, pgtable.PTE) {
-			merged = fm.MkWrite(merged, pgtable.PTE)
-		}
-		if fl&FPBMergeYoungDirty != 0 {
-			if fm.Young(cur, pgtable.PTE) {
-				merged = fm.MkYoung(merged, pgtable.PTE)
+		if cur != raw {
+			if clearIgnored(fm, cur, fl) != expected {
+				break
 			}
-			if fm.Dirty(cur, pgtable.PTE) {
-				merged = fm.MkDirty(merged, pgtable.PTE)
+			if fl&FPBMergeWrite != 0 && fm.Write(cur, pgtable.PTE) {
+				merged = fm.MkWrite(merged, pgtable.PTE)
+			}
+			if fl&FPBMergeYoungDirty != 0 {
+				if fm.Young(cur, pgtable.PTE) {
+					merged = fm.MkYoung(merged, pgtable.PTE)
+				}
+				if fm.Dirty(cur, pgtable.PTE) {
+					merged = fm.MkDirty(merged, pgtable.PTE)
+				}
 			}
 		}
 		n := mm.pt.PteBatchHint(q, cur)
 		expected = fm.AdvancePFN(expected, pgtable.PTE, uint64(n))
+		raw = fm.AdvancePFN(cur, pgtable.PTE, uint64(n))
 		nr += n
 	}
 	if nr > maxNr {

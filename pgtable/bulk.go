@@ -7,8 +7,10 @@ import "github.com/ptsim/ptsim/cost"
 // one). Loops that write many PTEs then skip telling it entry by entry.
 type QuietObserver interface {
 	Observer
-	// IgnoresWrites reports whether Written would do nothing now.
-	IgnoresWrites() bool
+	// QuietFlag returns a flag that is true while Written would do
+	// nothing; it stays valid, and current, as long as the observer is
+	// installed.
+	QuietFlag() *bool
 }
 
 // quiet reports whether PTE writes need no per-entry notice now: nobody
@@ -17,13 +19,7 @@ type QuietObserver interface {
 // which gives exactly the counts the entry-by-entry path gives; the
 // entries, use counts and observer see the same end state.
 func (pt *PageTable) quiet() bool {
-	if pt.meter.Tracing() {
-		return false
-	}
-	if pt.observer == nil {
-		return true
-	}
-	return pt.quietObs != nil && pt.quietObs.IgnoresWrites()
+	return !pt.meter.Tracing() && (pt.observer == nil || pt.quietFlag != nil && *pt.quietFlag)
 }
 
 // bulkSetPTEs is RawSetPTEs for a quiet table.
@@ -76,9 +72,18 @@ func (pt *PageTable) bulkWrprotect(p Ptr, nr int) {
 	var sets, clears uint64
 	used := t.used
 	es := t.entries[p.I : p.I+nr]
+	// pte_wrprotect changes flag bits only and reads no address bit: a
+	// run of entries with the same flags (one folio's PTEs) is computed
+	// once.
+	addr := f.PTE.AddrMask
+	lastIn, lastOut := ^Entry(0), Entry(0)
 	for i := range es {
 		old := es[i]
-		n := f.Wrprotect(old, PTE) | f.SetAlways
+		if old&^addr != lastIn {
+			lastIn = old &^ addr
+			lastOut = f.Wrprotect(lastIn, PTE) | f.SetAlways
+		}
+		n := old&addr | lastOut
 		oldNone, newNone := old&^ignore == none, n&^ignore == none
 		es[i] = n
 		if oldNone != newNone {

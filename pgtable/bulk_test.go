@@ -26,7 +26,7 @@ func (o *quietObserver) Written(*pgtable.PageTable, uint64, pgtable.Ptr, pgtable
 	o.writes++
 }
 
-func (o *quietObserver) IgnoresWrites() bool { return o.ignore }
+func (o *quietObserver) QuietFlag() *bool { return &o.ignore }
 
 // TestBulkPTELoopsMatchEntryByEntry runs set_ptes and wrprotect_ptes on
 // every arch down the bulk path (no tracer, an observer that ignores

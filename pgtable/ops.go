@@ -147,14 +147,23 @@ func (pt *PageTable) Lazy() bool { return pt.lazy > 0 }
 // SetPTEs writes nr PTEs starting at p (set_ptes).
 // Precondition: p.I+nr <= p.T.Len(); for nr > 1 the targets are empty.
 func (pt *PageTable) SetPTEs(addr uint64, p Ptr, e Entry, nr int) {
+	if pt.generic {
+		pt.RawSetPTEs(addr, p, e, nr)
+		return
+	}
 	pt.ops.SetPTEs(pt, addr, p, e, nr)
 }
 
 // SetPTEAt writes one PTE (set_pte_at).
-func (pt *PageTable) SetPTEAt(addr uint64, p Ptr, e Entry) { pt.ops.SetPTEs(pt, addr, p, e, 1) }
+func (pt *PageTable) SetPTEAt(addr uint64, p Ptr, e Entry) { pt.SetPTEs(addr, p, e, 1) }
 
 // PtepGet reads a PTE (ptep_get).
-func (pt *PageTable) PtepGet(addr uint64, p Ptr) Entry { return pt.ops.Get(pt, addr, p) }
+func (pt *PageTable) PtepGet(addr uint64, p Ptr) Entry {
+	if pt.generic {
+		return pt.RawGet(p)
+	}
+	return pt.ops.Get(pt, addr, p)
+}
 
 // PtepGetLockless reads a PTE without the lock (ptep_get_lockless).
 func (pt *PageTable) PtepGetLockless(addr uint64, p Ptr) Entry {
@@ -181,10 +190,16 @@ func (pt *PageTable) ClearFullPTEs(addr uint64, p Ptr, nr int, full bool) {
 }
 
 // PtepSetWrprotect write-protects one PTE (ptep_set_wrprotect).
-func (pt *PageTable) PtepSetWrprotect(addr uint64, p Ptr) { pt.ops.Wrprotect(pt, addr, p, 1) }
+func (pt *PageTable) PtepSetWrprotect(addr uint64, p Ptr) { pt.WrprotectPTEs(addr, p, 1) }
 
 // WrprotectPTEs write-protects nr PTEs (wrprotect_ptes).
-func (pt *PageTable) WrprotectPTEs(addr uint64, p Ptr, nr int) { pt.ops.Wrprotect(pt, addr, p, nr) }
+func (pt *PageTable) WrprotectPTEs(addr uint64, p Ptr, nr int) {
+	if pt.generic {
+		GenericOps{}.Wrprotect(pt, addr, p, nr)
+		return
+	}
+	pt.ops.Wrprotect(pt, addr, p, nr)
+}
 
 // PtepTestAndClearYoung marks a PTE old, reporting whether it was young.
 func (pt *PageTable) PtepTestAndClearYoung(addr uint64, p Ptr) bool {
@@ -197,7 +212,12 @@ func (pt *PageTable) PtepSetAccessFlags(addr uint64, p Ptr, e Entry, dirty bool)
 }
 
 // PteBatchHint returns pte_batch_hint for the PTE at p.
-func (pt *PageTable) PteBatchHint(p Ptr, e Entry) int { return pt.ops.BatchHint(pt, p, e) }
+func (pt *PageTable) PteBatchHint(p Ptr, e Entry) int {
+	if pt.generic {
+		return 1
+	}
+	return pt.ops.BatchHint(pt, p, e)
+}
 
 // EnterLazyMMU enters lazy-MMU mode (arch_enter_lazy_mmu_mode).
 func (pt *PageTable) EnterLazyMMU() {

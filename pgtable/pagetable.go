@@ -71,11 +71,15 @@ type PageTable struct {
 	root *Table
 	// ops are the arch's PTE operations (arm64 contpte, s390 IPTE...).
 	ops ArchOps
+	// generic is set while ops is GenericOps, whose methods are the raw
+	// functions: the public PTE functions then call those directly,
+	// sparing an interface call per entry.
+	generic bool
 	// observer, when set, sees every entry write (the validator).
 	observer Observer
-	// quietObs is observer when it can tell that it ignores writes, so
-	// bulk loops may skip it (see quiet).
-	quietObs QuietObserver
+	// quietFlag is the observer's QuietFlag, when it has one: true while
+	// the observer ignores writes, so bulk loops may skip it (see quiet).
+	quietFlag *bool
 	// lazy counts nested lazy-MMU sections.
 	lazy int
 	// tables counts the live tables.
@@ -123,14 +127,15 @@ func New(cfg Config) (*PageTable, error) {
 		return nil, fmt.Errorf("pgtable: %d levels out of range 1..%d: %w", levels, n, EINVAL)
 	}
 	pt := &PageTable{
-		geo:    cfg.Geometry,
-		fmt:    cfg.Format,
-		mem:    cfg.Memory,
-		meter:  cfg.Meter,
-		kernel: cfg.Kernel,
-		space:  cfg.Space,
-		top:    n - levels,
-		ops:    GenericOps{},
+		geo:     cfg.Geometry,
+		fmt:     cfg.Format,
+		mem:     cfg.Memory,
+		meter:   cfg.Meter,
+		kernel:  cfg.Kernel,
+		space:   cfg.Space,
+		top:     n - levels,
+		ops:     GenericOps{},
+		generic: true,
 	}
 	if pt.meter == nil {
 		pt.meter = &cost.Meter{Name: "pgtable"}
@@ -189,12 +194,16 @@ func (pt *PageTable) SetOps(ops ArchOps) {
 		ops = GenericOps{}
 	}
 	pt.ops = ops
+	_, pt.generic = ops.(GenericOps)
 }
 
 // SetObserver makes o see every later entry write; nil turns it off.
 func (pt *PageTable) SetObserver(o Observer) {
 	pt.observer = o
-	pt.quietObs, _ = o.(QuietObserver)
+	pt.quietFlag = nil
+	if q, ok := o.(QuietObserver); ok {
+		pt.quietFlag = q.QuietFlag()
+	}
 }
 
 // AllocTable allocates an empty table for level l's entries. It counts

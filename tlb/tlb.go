@@ -162,6 +162,9 @@ type System struct {
 	lazyHook    LazyHook
 	accessHook  AccessHook
 	releaseHook ReleaseHook
+	// noWriteHook is writeHook == nil, kept where page tables can read it
+	// through a pointer (Context.QuietFlag) without a call per entry.
+	noWriteHook bool
 	// kmeter counts flush_tlb_all and flush_tlb_kernel_range.
 	kmeter *cost.Meter
 	// ctxs holds the live contexts by ASID (nil when the ASID is free);
@@ -276,6 +279,7 @@ func (s *System) SetPolicy(p Policy) {
 	}
 	s.policy = p
 	s.writeHook, _ = p.(WriteHook)
+	s.noWriteHook = s.writeHook == nil
 	s.lazyHook, _ = p.(LazyHook)
 	s.accessHook, _ = p.(AccessHook)
 	s.releaseHook, _ = p.(ReleaseHook)
