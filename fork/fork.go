@@ -104,6 +104,11 @@ func (c *copier) dupMmap(o Options) error {
 			continue
 		}
 		if err := c.copyPageRange(nv, v); err != nil {
+			if !errors.Is(err, ENOMEM) {
+				// copy_page_range's callers turn every failure into
+				// -ENOMEM.
+				return fmt.Errorf("copy %#x-%#x: %v: %w", v.Start, v.End, err, ENOMEM)
+			}
 			return fmt.Errorf("copy %#x-%#x: %w", v.Start, v.End, err)
 		}
 	}

@@ -785,3 +785,65 @@ func snapshot(t testing.TB, mm *mmu.MM) []uint64 {
 	}
 	return out
 }
+
+// TestHugePUD forks an x86_64 address space holding a 1 GiB PUD leaf (no
+// Linux path makes an anonymous one; the model's copy_huge_pud shares it
+// whole): one more reference and entire mapping, both write-protected,
+// the child's old; a pinned one cannot be split, so the fork fails with
+// ENOMEM and changes nothing.
+func TestHugePUD(t *testing.T) {
+	for _, pinned := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pinned=%v", pinned), func(t *testing.T) {
+			m := newMachine(t, "x86_64")
+			p := newMM(t, m, "parent")
+			va := base(m)
+			const size = 1 << 30
+			mmap(t, p, va, size, rw, mmu.MapFlags{})
+			p.VMAs()[0].AnonVMA = true
+			mem := m.Memory()
+			pfn, err := mem.Alloc(18, phys.KindFolio)
+			must(t, err)
+			f := phys.Folio{PFN: pfn, Order: 18}
+			mem.SetContent(pfn+5, 55)
+			fm := &m.Arch().Format
+			pt := p.PageTable()
+			ptr, err := pt.WalkAlloc(va, pgtable.PUD)
+			must(t, err)
+			e := fm.MkWrite(fm.MkDirty(fm.MkYoung(fm.MkHugeAt(pgtable.PUD, pfn, pgtable.ProtRead|pgtable.ProtWrite), pgtable.PUD), pgtable.PUD), pgtable.PUD)
+			must(t, pt.SetLeaf(va, ptr, e))
+			p.AddEntireRmap(f, true, true)
+			p.AddRSS(mmu.MMAnonPages, int64(f.NrPages()))
+			check(t, m)
+			if pinned {
+				must(t, p.Pin(va, 4096))
+				_, err := fork.Fork(p, "child")
+				if !errors.Is(err, fork.ENOMEM) {
+					t.Fatalf("fork of a pinned PUD leaf: %v, want ENOMEM", err)
+				}
+				check(t, m)
+				if mem.EntireMapcount(f) != 1 {
+					t.Fatalf("entire mapcount %d after the failed fork, want 1", mem.EntireMapcount(f))
+				}
+				return
+			}
+			c, err := fork.Fork(p, "child")
+			must(t, err)
+			check(t, m)
+			ptr2, _ := p.Translate(va)
+			ctr, _ := c.Translate(va)
+			switch {
+			case ctr.Level != pgtable.PUD || ctr.PFN != pfn:
+				t.Fatalf("child maps %s %#x, want the PUD leaf %#x", ctr.Level, ctr.PFN, pfn)
+			case fm.Write(ptr2.Entry, pgtable.PUD) || fm.Write(ctr.Entry, pgtable.PUD) || fm.Young(ctr.Entry, pgtable.PUD):
+				t.Fatalf("parent %#x child %#x: want both read-only, the child old", ptr2.Entry, ctr.Entry)
+			case mem.EntireMapcount(f) != 2 || mem.Refcount(f) != 2 || c.RSS(mmu.MMAnonPages) != int64(f.NrPages()):
+				t.Fatalf("entire mapcount %d refcount %d child rss %d", mem.EntireMapcount(f), mem.Refcount(f), c.RSS(mmu.MMAnonPages))
+			}
+			if v, err := c.Read(0, va+5*4096); err != nil || v != 55 {
+				t.Fatalf("child reads %d (%v), want 55", v, err)
+			}
+			must(t, m.DestroyMM(c))
+			check(t, m)
+		})
+	}
+}
