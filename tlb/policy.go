@@ -162,6 +162,17 @@ func (r *Request) Pages() uint64 {
 	return (r.End - r.Start) >> r.StrideShift
 }
 
+// call carries out one call of the flush API: it fills a request field
+// by field (cheaper than copying a whole literal into the reused one) and
+// hands it to flush.
+func (s *System) call(kind FlushKind, ctx *Context, start, end uint64, stride uint, freed bool, m *cost.Meter) {
+	r := s.request()
+	r.Kind, r.Ctx, r.Start, r.End = kind, ctx, start, end
+	r.StrideShift, r.FreedTables, r.LastLevel, r.Meter = stride, freed, false, m
+	s.flush(r)
+	s.done(r)
+}
+
 // request returns a Request for one flush call to fill: the System's
 // scratch request, or a fresh one while the scratch is in use (a policy
 // that calls the flush API from inside a flush). Flushes are frequent
@@ -234,10 +245,7 @@ func (s *System) FlushTLBPage(ctx *Context, va uint64) {
 	}
 	ps := uint64(1) << s.pageShift
 	va &^= ps - 1
-	r := s.request()
-	*r = Request{Kind: FlushPage, Ctx: ctx, Start: va, End: va + ps, StrideShift: s.pageShift, Meter: ctx.meter}
-	s.flush(r)
-	s.done(r)
+	s.call(FlushPage, ctx, va, va+ps, s.pageShift, false, ctx.meter)
 }
 
 // FlushTLBRange is flush_tlb_range: [start, end) of ctx with a base-page
@@ -256,10 +264,7 @@ func (s *System) FlushTLBMMRange(ctx *Context, start, end uint64, strideShift ui
 	if strideShift > 63 {
 		strideShift = 63
 	}
-	r := s.request()
-	*r = Request{Kind: FlushRange, Ctx: ctx, Start: start, End: end, StrideShift: strideShift, FreedTables: freedTables, Meter: ctx.meter}
-	s.flush(r)
-	s.done(r)
+	s.call(FlushRange, ctx, start, end, strideShift, freedTables, ctx.meter)
 }
 
 // FlushTLBMM is flush_tlb_mm: everything of ctx. Counts tlb_flush_mm on
@@ -268,28 +273,19 @@ func (s *System) FlushTLBMM(ctx *Context) {
 	if !s.usable(ctx) {
 		return
 	}
-	r := s.request()
-	*r = Request{Kind: FlushMM, Ctx: ctx, Start: 0, End: TLBFlushAll, FreedTables: true, Meter: ctx.meter}
-	s.flush(r)
-	s.done(r)
+	s.call(FlushMM, ctx, 0, TLBFlushAll, 0, true, ctx.meter)
 }
 
 // FlushTLBAll is flush_tlb_all: every entry of every CPU. Counts
 // tlb_flush_all on the kernel meter.
 func (s *System) FlushTLBAll() {
-	r := s.request()
-	*r = Request{Kind: FlushAll, Ctx: s.kernel, Start: 0, End: TLBFlushAll, FreedTables: true, Meter: s.kmeter}
-	s.flush(r)
-	s.done(r)
+	s.call(FlushAll, s.kernel, 0, TLBFlushAll, 0, true, s.kmeter)
 }
 
 // FlushTLBKernelRange is flush_tlb_kernel_range: kernel mappings in
 // [start, end) on every CPU. Counts tlb_flush_kernel on the kernel meter.
 func (s *System) FlushTLBKernelRange(start, end uint64) {
-	r := s.request()
-	*r = Request{Kind: FlushKernelRange, Ctx: s.kernel, Start: start, End: end, StrideShift: s.pageShift, FreedTables: true, Meter: s.kmeter}
-	s.flush(r)
-	s.done(r)
+	s.call(FlushKernelRange, s.kernel, start, end, s.pageShift, true, s.kmeter)
 }
 
 // BasePolicy gives Linux's generic behaviour for the methods a policy
