@@ -48,10 +48,16 @@ type copier struct {
 	shared   bool
 	keepUffd bool
 	fpb      mmu.FPB
+	// childIn and childOut remember childPTE's last flags and result
+	// (childValid: since setVMAs).
+	childIn, childOut pgtable.Entry
+	childValid        bool
 
 	// Per copy_pte_range pass: the child's RSS deltas (added once per
-	// pass) and the preallocated folio, if any.
+	// pass), the counts of the per-PTE steps (added to the meter once per
+	// pass, in one add per event) and the preallocated folio, if any.
 	rss          [4]int64
+	pass         passCounts
 	prealloc     phys.Folio
 	havePrealloc bool
 }
@@ -184,7 +190,7 @@ func (c *copier) copyPTERange(dst, src *mmu.VMA, st *pgtable.Table, addr, end ui
 			if progress >= 32 {
 				progress = 0
 			}
-			c.meter.Add(cost.CopyPTEIters, 1)
+			c.pass.iters++
 			e := c.spt.PtepGet(addr, sp)
 			nr := 1
 			switch {
@@ -213,6 +219,7 @@ func (c *copier) copyPTERange(dst, src *mmu.VMA, st *pgtable.Table, addr, end ui
 		}
 		c.dpt.LeaveLazyMMU()
 		c.spt.LeaveLazyMMU()
+		c.flushPass()
 		// add_mm_rss_vec(dst_mm, rss): once per pass.
 		for k, n := range c.rss {
 			c.dst.AddRSS(mmu.RSSKind(k), n)
@@ -226,9 +233,32 @@ func (c *copier) copyPTERange(dst, src *mmu.VMA, st *pgtable.Table, addr, end ui
 	}
 }
 
+// passCounts are per-PTE steps of one copy_pte_range pass, counted
+// locally and added to the meter when the pass ends.
+type passCounts struct {
+	// iters, lookups, dups and ptes count copy_pte_iters,
+	// folio_lookups, rmap_page_dups and fork_ptes.
+	iters, lookups, dups, ptes uint64
+}
+
+// flushPass adds the pass's counts to the meter.
+func (c *copier) flushPass() {
+	p := &c.pass
+	for _, x := range [...]struct {
+		e cost.Event
+		n uint64
+	}{{cost.CopyPTEIters, p.iters}, {cost.FolioLookups, p.lookups}, {cost.RmapPageDups, p.dups}, {cost.ForkPTEs, p.ptes}} {
+		if x.n != 0 {
+			c.meter.Add(x.e, x.n)
+		}
+	}
+	*p = passCounts{}
+}
+
 // setVMAs records the VMAs being copied and what their flags decide.
 func (c *copier) setVMAs(dst, src *mmu.VMA) {
 	c.dv, c.sv = dst, src
+	c.childValid = false
 	c.cow = src.IsCOW()
 	c.shared = src.Flags&mmu.VMShared != 0
 	c.keepUffd = dst.Flags&mmu.VMUffdWP != 0
@@ -281,7 +311,7 @@ func (c *copier) copyPresentPTEs(dp, sp pgtable.Ptr, e pgtable.Entry, addr uint6
 	fm := c.fm
 	pfn := fm.PFN(e, pgtable.PTE)
 	// vm_normal_page and page_folio.
-	c.meter.Add(cost.FolioLookups, 1)
+	c.pass.lookups++
 	if fm.Special(e, pgtable.PTE) || pfn == c.zero {
 		// No struct page to account: the zero page, a special mapping.
 		c.copyPTEs(dp, sp, e, addr, 1)
@@ -299,30 +329,7 @@ func (c *copier) copyPresentPTEs(dp, sp pgtable.Ptr, e pgtable.Entry, addr uint6
 	// If we likely have to copy, do not bother batching; keep the small
 	// folio case on the short path.
 	if c.batch && !c.havePrealloc && folio.Large() && maxNr != 1 {
-		c.meter.Add(cost.PTEBatchCalls, 1)
-		nr, pte := c.src.FolioPTEBatch(addr, sp, e, folio, maxNr, c.fpb)
-		c.countBatchSteps(sp, e, folio, pfn, maxNr, nr)
-		// Refcount first, then the mapcount: refcount >= mapcount at
-		// every step.
-		c.src.RefAdd(folio, nr)
-		c.step(folio)
-		if anon {
-			if err := c.src.TryDupAnonRmap(c.src, folio, pfn, nr); err != nil {
-				// All or nothing: the references go, and the caller
-				// preallocates and retries unbatched.
-				c.src.RefSub(folio, nr)
-				c.step(folio)
-				return 0, false
-			}
-			c.rss[mmu.MMAnonPages] += int64(nr)
-		} else {
-			c.src.DupFileRmap(folio, pfn, nr)
-			c.rss[fileRSS(c.sv)] += int64(nr)
-		}
-		c.meter.Add(cost.RmapPageDups, uint64(nr))
-		c.step(folio)
-		c.copyPTEs(dp, sp, pte, addr, nr)
-		return nr, true
+		return c.copyBatch(dp, sp, e, addr, maxNr, folio, pfn, anon)
 	}
 	c.src.RefAdd(folio, 1) // folio_get
 	c.step(folio)
@@ -338,10 +345,65 @@ func (c *copier) copyPresentPTEs(dp, sp pgtable.Ptr, e pgtable.Entry, addr uint6
 		c.src.DupFileRmap(folio, pfn, 1)
 		c.rss[fileRSS(c.sv)]++
 	}
-	c.meter.Add(cost.RmapPageDups, 1)
+	c.pass.dups++
 	c.step(folio)
 	c.copyPTEs(dp, sp, e, addr, 1)
 	return 1, true
+}
+
+// copyBatch is copy_present_ptes' batch path: folio_pte_batch finds how
+// many PTEs from e map consecutive pages of folio, then one reference add,
+// one rmap dup of them all (or none) and one write-protect and set_ptes.
+func (c *copier) copyBatch(dp, sp pgtable.Ptr, e pgtable.Entry, addr uint64, maxNr int, folio phys.Folio, pfn phys.PFN, anon bool) (int, bool) {
+	c.meter.Add(cost.PTEBatchCalls, 1)
+	nr, pte := c.src.FolioPTEBatch(addr, sp, e, folio, maxNr, c.fpb)
+	c.countBatchSteps(sp, e, folio, pfn, maxNr, nr)
+	// Refcount first, then the mapcount: refcount >= mapcount at every
+	// step.
+	c.src.RefAdd(folio, nr)
+	c.step(folio)
+	if anon {
+		if err := c.src.TryDupAnonRmap(c.src, folio, pfn, nr); err != nil {
+			// All or nothing: the references go, and the caller
+			// preallocates and retries unbatched.
+			c.src.RefSub(folio, nr)
+			c.step(folio)
+			return 0, false
+		}
+		c.rss[mmu.MMAnonPages] += int64(nr)
+	} else {
+		c.src.DupFileRmap(folio, pfn, nr)
+		c.rss[fileRSS(c.sv)] += int64(nr)
+	}
+	c.pass.dups += uint64(nr)
+	c.step(folio)
+	c.copyPTEs(dp, sp, pte, addr, nr)
+	return nr, true
+}
+
+// childPTE returns the child's copy of the parent's (merged) PTE e: for a
+// COW mapping write-protected, for a shared one clean, always old, and
+// without uffd-wp unless the child's VMA is uffd-wp. The rules read flag
+// bits only, so the result for one set of flags is remembered: the PTEs
+// of a mapping mostly share theirs.
+func (c *copier) childPTE(e pgtable.Entry) pgtable.Entry {
+	fm := c.fm
+	addr := fm.PTE.AddrMask
+	if flags := e &^ addr; flags != c.childIn || !c.childValid {
+		out := flags
+		if c.cow && fm.Write(out, pgtable.PTE) {
+			out = fm.Wrprotect(out, pgtable.PTE)
+		}
+		if c.shared {
+			out = fm.MkClean(out, pgtable.PTE)
+		}
+		out = fm.MkOld(out, pgtable.PTE)
+		if !c.keepUffd {
+			out = fm.ClearUffdWP(out, pgtable.PTE)
+		}
+		c.childIn, c.childOut, c.childValid = flags, out&^addr, true
+	}
+	return e&addr | c.childOut
 }
 
 // step reports a refcount or mapcount change of f to the test hook.
@@ -417,17 +479,9 @@ func (c *copier) copyPTEs(dp, sp pgtable.Ptr, pte pgtable.Entry, addr uint64, nr
 	fm := c.fm
 	if c.cow && fm.Write(pte, pgtable.PTE) {
 		c.spt.WrprotectPTEs(addr, sp, nr)
-		pte = fm.Wrprotect(pte, pgtable.PTE)
 	}
-	if c.shared {
-		pte = fm.MkClean(pte, pgtable.PTE)
-	}
-	pte = fm.MkOld(pte, pgtable.PTE)
-	if !c.keepUffd {
-		pte = fm.ClearUffdWP(pte, pgtable.PTE)
-	}
-	c.dpt.SetPTEs(addr, dp, pte, nr)
-	c.meter.Add(cost.ForkPTEs, uint64(nr))
+	c.dpt.SetPTEs(addr, dp, c.childPTE(pte), nr)
+	c.pass.ptes += uint64(nr)
 	if nr > 1 {
 		c.meter.Add(cost.ForkBatches, 1)
 	}

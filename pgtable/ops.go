@@ -1,5 +1,7 @@
 package pgtable
 
+import "github.com/ptsim/ptsim/cost"
+
 // ArchOps is the arch's implementation of the public PTE functions that
 // core code calls (set_ptes, ptep_get, wrprotect_ptes...). Linux lets an
 // arch override them; arm64 does so to manage the contiguous bit, s390 to
@@ -148,6 +150,10 @@ func (pt *PageTable) Lazy() bool { return pt.lazy > 0 }
 // Precondition: p.I+nr <= p.T.Len(); for nr > 1 the targets are empty.
 func (pt *PageTable) SetPTEs(addr uint64, p Ptr, e Entry, nr int) {
 	if pt.generic {
+		if p.T.level == PTE && pt.quiet() {
+			pt.bulkSetPTEs(p, e, nr)
+			return
+		}
 		pt.RawSetPTEs(addr, p, e, nr)
 		return
 	}
@@ -160,7 +166,8 @@ func (pt *PageTable) SetPTEAt(addr uint64, p Ptr, e Entry) { pt.SetPTEs(addr, p,
 // PtepGet reads a PTE (ptep_get).
 func (pt *PageTable) PtepGet(addr uint64, p Ptr) Entry {
 	if pt.generic {
-		return pt.RawGet(p)
+		pt.meter.Add(cost.EntryReads, 1) // RawGet, one call shallower
+		return p.T.entries[p.I]
 	}
 	return pt.ops.Get(pt, addr, p)
 }
@@ -195,6 +202,10 @@ func (pt *PageTable) PtepSetWrprotect(addr uint64, p Ptr) { pt.WrprotectPTEs(add
 // WrprotectPTEs write-protects nr PTEs (wrprotect_ptes).
 func (pt *PageTable) WrprotectPTEs(addr uint64, p Ptr, nr int) {
 	if pt.generic {
+		if p.T.level == PTE && pt.quiet() {
+			pt.bulkWrprotect(p, nr)
+			return
+		}
 		GenericOps{}.Wrprotect(pt, addr, p, nr)
 		return
 	}
