@@ -148,11 +148,6 @@ func (m *Memory) pages(pfn PFN, n uint64) []Page {
 	return sec[off : off+n]
 }
 
-// grow allocates the metadata of section s on its first use. It is kept
-// out of line: inlined, it pushes Page, pages and the folio helpers built
-// on them past the inlining budget on every hot path.
-//
-//go:noinline
 func (m *Memory) grow(s uint64) []Page {
 	n := uint64(1) << m.sectionShift
 	if end := (s + 1) << m.sectionShift; end > m.frames {
