@@ -49,9 +49,10 @@ type copier struct {
 	keepUffd bool
 	fpb      mmu.FPB
 	// childIn and childOut remember childPTE's last flags and result
-	// (childValid: since setVMAs).
+	// (childValid: since setVMAs); addrMask selects a PTE's address bits.
 	childIn, childOut pgtable.Entry
 	childValid        bool
+	addrMask          pgtable.Entry
 
 	// Per copy_pte_range pass: the child's RSS deltas (added once per
 	// pass), the counts of the per-PTE steps (added to the meter once per
@@ -77,6 +78,7 @@ func newCopier(src, dst *mmu.MM) *copier {
 		pageShift:   a.Geometry.PageShift,
 		pageSize:    a.Geometry.PageSize(),
 		genericHint: generic,
+		addrMask:    a.Format.PTE.AddrMask,
 	}
 }
 
@@ -387,23 +389,29 @@ func (c *copier) copyBatch(dp, sp pgtable.Ptr, e pgtable.Entry, addr uint64, max
 // bits only, so the result for one set of flags is remembered: the PTEs
 // of a mapping mostly share theirs.
 func (c *copier) childPTE(e pgtable.Entry) pgtable.Entry {
-	fm := c.fm
-	addr := fm.PTE.AddrMask
-	if flags := e &^ addr; flags != c.childIn || !c.childValid {
-		out := flags
-		if c.cow && fm.Write(out, pgtable.PTE) {
-			out = fm.Wrprotect(out, pgtable.PTE)
-		}
-		if c.shared {
-			out = fm.MkClean(out, pgtable.PTE)
-		}
-		out = fm.MkOld(out, pgtable.PTE)
-		if !c.keepUffd {
-			out = fm.ClearUffdWP(out, pgtable.PTE)
-		}
-		c.childIn, c.childOut, c.childValid = flags, out&^addr, true
+	if c.childValid && e&^c.addrMask == c.childIn {
+		return e&c.addrMask | c.childOut
 	}
-	return e&addr | c.childOut
+	return c.childPTESlow(e)
+}
+
+// childPTESlow is childPTE for flags not seen last.
+func (c *copier) childPTESlow(e pgtable.Entry) pgtable.Entry {
+	fm := c.fm
+	flags := e &^ c.addrMask
+	out := flags
+	if c.cow && fm.Write(out, pgtable.PTE) {
+		out = fm.Wrprotect(out, pgtable.PTE)
+	}
+	if c.shared {
+		out = fm.MkClean(out, pgtable.PTE)
+	}
+	out = fm.MkOld(out, pgtable.PTE)
+	if !c.keepUffd {
+		out = fm.ClearUffdWP(out, pgtable.PTE)
+	}
+	c.childIn, c.childOut, c.childValid = flags, out&^c.addrMask, true
+	return e&c.addrMask | c.childOut
 }
 
 // step reports a refcount or mapcount change of f to the test hook.

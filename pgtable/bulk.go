@@ -108,3 +108,45 @@ func (pt *PageTable) bulkWrprotect(p Ptr, nr int) {
 		pt.meter.Add(cost.PTEClears, clears)
 	}
 }
+
+// setOnePTE is bulkSetPTEs for one entry, without the loop's set-up.
+// Precondition: p.T is a PTE table.
+func (pt *PageTable) setOnePTE(p Ptr, e Entry) {
+	f := pt.fmt
+	t := p.T
+	n := e | f.SetAlways
+	old := t.entries[p.I]
+	t.entries[p.I] = n
+	pt.countOne(t, old, n)
+}
+
+// wrprotectOnePTE is bulkWrprotect for one entry.
+// Precondition: p.T is a PTE table.
+func (pt *PageTable) wrprotectOnePTE(p Ptr) {
+	f := pt.fmt
+	t := p.T
+	old := t.entries[p.I]
+	n := f.Wrprotect(old, PTE) | f.SetAlways
+	t.entries[p.I] = n
+	pt.meter.Add(cost.EntryReads, 1)
+	pt.countOne(t, old, n)
+}
+
+// countOne keeps t's use count and counts one PTE write from old to n.
+func (pt *PageTable) countOne(t *Table, old, n Entry) {
+	f := pt.fmt
+	ignore := f.NoneIgnore
+	none := f.None[PTE] &^ ignore
+	oldNone, newNone := old&^ignore == none, n&^ignore == none
+	switch {
+	case oldNone && !newNone:
+		t.used++
+	case !oldNone && newNone:
+		t.used--
+	}
+	if newNone {
+		pt.meter.Add(cost.PTEClears, 1)
+	} else {
+		pt.meter.Add(cost.PTESets, 1)
+	}
+}

@@ -72,6 +72,12 @@ func TestBulkPTELoopsMatchEntryByEntry(t *testing.T) {
 				pt.RawSetPTEs(va+9*ps, p.Add(9), e, 1)
 				pgtable.GenericOps{}.Wrprotect(pt, va+2*ps, p.Add(2), 6)
 				pgtable.GenericOps{}.Wrprotect(pt, va, p, 1)
+				// The public functions, one entry at a time.
+				pt.SetPTEs(va+10*ps, p.Add(10), e, 1)
+				pt.WrprotectPTEs(va+10*ps, p.Add(10), 1)
+				pt.SetPTEs(va+11*ps, p.Add(11), e, 1)
+				pt.SetPTEs(va+11*ps, p.Add(11), fm.None[pgtable.PTE], 1)
+				pt.WrprotectPTEs(va+3*ps, p.Add(3), 4)
 				var es []pgtable.Entry
 				for i := 0; i < 12; i++ {
 					es = append(es, p.T.Entry(p.I+i))
@@ -93,8 +99,8 @@ func TestBulkPTELoopsMatchEntryByEntry(t *testing.T) {
 			// An observer that wants writes hears every one.
 			want := &quietObserver{ignore: false}
 			heard := run(false, want)
-			if !reflect.DeepEqual(slow, heard) || want.writes != 7+2+1+6+1 {
-				t.Errorf("observer heard %d writes, want 17; end states equal: %v", want.writes, reflect.DeepEqual(slow, heard))
+			if !reflect.DeepEqual(slow, heard) || want.writes != 7+2+1+6+1+4+4 {
+				t.Errorf("observer heard %d writes, want 25; end states equal: %v", want.writes, reflect.DeepEqual(slow, heard))
 			}
 		})
 	}

@@ -151,6 +151,10 @@ func (pt *PageTable) Lazy() bool { return pt.lazy > 0 }
 func (pt *PageTable) SetPTEs(addr uint64, p Ptr, e Entry, nr int) {
 	if pt.generic {
 		if p.T.level == PTE && pt.quiet() {
+			if nr == 1 {
+				pt.setOnePTE(p, e)
+				return
+			}
 			pt.bulkSetPTEs(p, e, nr)
 			return
 		}
@@ -203,6 +207,10 @@ func (pt *PageTable) PtepSetWrprotect(addr uint64, p Ptr) { pt.WrprotectPTEs(add
 func (pt *PageTable) WrprotectPTEs(addr uint64, p Ptr, nr int) {
 	if pt.generic {
 		if p.T.level == PTE && pt.quiet() {
+			if nr == 1 {
+				pt.wrprotectOnePTE(p)
+				return
+			}
 			pt.bulkWrprotect(p, nr)
 			return
 		}
