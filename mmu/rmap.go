@@ -71,17 +71,26 @@ func (mm *MM) DupFileRmap(f phys.Folio, first phys.PFN, nr int) { mm.AddFileRmap
 // map them read-only.
 func (mm *MM) TryDupAnonRmap(src *MM, f phys.Folio, first phys.PFN, nr int) error {
 	mem := mm.m.mem
-	// The pages' metadata, looked up once for the loops below.
-	pages := mem.Pages(f)[first-f.PFN:][:nr]
-	if src.hasPinned && mem.MaybeDMAPinned(f) {
-		for i := range pages {
-			if pages[i].Has(phys.FlagAnonExclusive) {
-				return fmt.Errorf("dup anon rmap of pinned page %#x: %w", first+phys.PFN(i), EBUSY)
+	if nr == 1 {
+		// One page, fork's common case: one lookup.
+		pg := mem.Page(first)
+		if src.hasPinned && mem.MaybeDMAPinned(f) && pg.Has(phys.FlagAnonExclusive) {
+			return fmt.Errorf("dup anon rmap of pinned page %#x: %w", first, EBUSY)
+		}
+		pg.Clear(phys.FlagAnonExclusive)
+	} else {
+		// The pages' metadata, looked up once for the loops below.
+		pages := mem.Pages(f)[first-f.PFN:][:nr]
+		if src.hasPinned && mem.MaybeDMAPinned(f) {
+			for i := range pages {
+				if pages[i].Has(phys.FlagAnonExclusive) {
+					return fmt.Errorf("dup anon rmap of pinned page %#x: %w", first+phys.PFN(i), EBUSY)
+				}
 			}
 		}
-	}
-	for i := range pages {
-		pages[i].Clear(phys.FlagAnonExclusive)
+		for i := range pages {
+			pages[i].Clear(phys.FlagAnonExclusive)
+		}
 	}
 	mem.AddPTEMaps(f, first, nr)
 	mm.chargeMapcount(f, nr)
