@@ -90,6 +90,7 @@ func TestContPTEFork(t *testing.T) {
 				}
 				// COW in both afterwards.
 				must(t, p.Write(0, va+ps, 1))
+				check(t, m)
 				must(t, c.Write(1, va+2*ps, 2))
 				check(t, m)
 				if v, _ := c.Read(1, va+ps); v != 12 {

@@ -332,6 +332,7 @@ func TestPinnedPagesCopied(t *testing.T) {
 					for _, i := range copiedList {
 						a := va + uint64(i)*ps
 						must(t, p.Write(0, a, 9000+uint64(i)))
+						check(t, m)
 						if _, pfn := pte(t, p, a); pfn != before[a] {
 							t.Fatalf("page %d: parent's pinned page replaced by a write", i)
 						}
@@ -415,11 +416,15 @@ func TestSharedMappingsStayShared(t *testing.T) {
 				if v, _ := c.Read(0, va+3*ps); v != 43 {
 					t.Errorf("child reads %d, want 43", v)
 				}
+				check(t, m)
 				must(t, c.Write(1, va+3*ps, 77))
+				check(t, m)
 				if v, _ := p.Read(0, va+3*ps); v != 77 {
 					t.Errorf("parent reads %d after the child's write, want 77", v)
 				}
+				check(t, m)
 				must(t, p.Write(0, va+5*ps, 78))
+				check(t, m)
 				if v, _ := c.Read(1, va+5*ps); v != 78 {
 					t.Errorf("child reads %d after the parent's write, want 78", v)
 				}
@@ -548,9 +553,11 @@ func TestDontCopyWipeOnFork(t *testing.T) {
 			if _, err := c.Read(0, va); !errors.Is(err, mmu.EFAULT) {
 				t.Errorf("child read of the don't-copy range: %v, want EFAULT", err)
 			}
+			check(t, m)
 			if v, err := c.Read(0, va+17*ps); err != nil || v != 0 {
 				t.Errorf("child reads %d (%v) in the wiped range, want 0", v, err)
 			}
+			check(t, m)
 			if v, err := c.Read(0, va+33*ps); err != nil || v != 61 {
 				t.Errorf("child reads %d (%v) in the copied range, want 61", v, err)
 			}
@@ -578,6 +585,7 @@ func TestOneFlushAndCharging(t *testing.T) {
 			for a := va; a < va+64*ps; a += ps {
 				_, err := p.Access(1, a, mmu.Write)
 				must(t, err)
+				check(t, m)
 			}
 			m.Reset()
 			c, err := fork.Fork(p, "child")
