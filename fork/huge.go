@@ -21,7 +21,8 @@ func (c *copier) copyHugePMD(dst, src *mmu.VMA, addr uint64, sp pgtable.Ptr) err
 	if !dst.Anonymous() {
 		return nil // refilled on fault
 	}
-	dp, err := c.dpt.WalkAlloc(addr, pgtable.PMD)
+	haddr := addr &^ (c.geo.Size(pgtable.PMD) - 1)
+	dp, err := c.dpt.WalkAlloc(haddr, pgtable.PMD)
 	if err != nil {
 		return err
 	}
@@ -43,7 +44,6 @@ func (c *copier) copyHugePMD(dst, src *mmu.VMA, addr uint64, sp pgtable.Ptr) err
 		if ferr := c.dpt.FreeTable(dep); ferr != nil {
 			return ferr
 		}
-		haddr := addr &^ (c.geo.Size(pgtable.PMD) - 1)
 		if err := c.src.SplitHugePMD(src, haddr, sp); err != nil {
 			return err
 		}
@@ -54,12 +54,12 @@ func (c *copier) copyHugePMD(dst, src *mmu.VMA, addr uint64, sp pgtable.Ptr) err
 	c.dst.DepositTable(dep)
 	// pmdp_set_wrprotect: an atomic update of the live entry (an IDTE
 	// exchange on s390).
-	c.spt.ExchangeLeaf(addr, sp, fm.Wrprotect(pmd, pgtable.PMD))
+	c.spt.ExchangeLeaf(haddr, sp, fm.Wrprotect(pmd, pgtable.PMD))
 	if dst.Flags&mmu.VMUffdWP == 0 {
 		pmd = fm.ClearUffdWP(pmd, pgtable.PMD)
 	}
 	pmd = fm.MkOld(fm.Wrprotect(pmd, pgtable.PMD), pgtable.PMD)
-	return c.dpt.SetLeaf(addr, dp, pmd)
+	return c.dpt.SetLeaf(haddr, dp, pmd)
 }
 
 // copyHugeUpper shares a leaf above the PMD level (a PUD leaf) with the
