@@ -31,11 +31,12 @@ func (pt *PageTable) bulkSetPTEs(p Ptr, e Entry, nr int) {
 	none := f.None[PTE] &^ ignore
 	step := Entry(1) << f.PageShift
 	mask := f.PTE.AddrMask
+	always := f.SetAlways // a local: the stores below may alias f
 	var sets, clears uint64
 	used := t.used
 	es := t.entries[p.I : p.I+nr]
 	for i := range es {
-		n := e | f.SetAlways
+		n := e | always
 		oldNone, newNone := es[i]&^ignore == none, n&^ignore == none
 		es[i] = n
 		if oldNone != newNone {
