@@ -322,10 +322,10 @@ func New(gr Granule) *arch.Arch {
 		DirectMap: PageOffset,
 		Vmemmap:   VmemmapStart(g.pageShift),
 		Caps: arch.Caps{
-			HaveMovePMD:     true,
-			HaveMovePUD:     true,
-			HugeSizes:       append([]uint64(nil), g.hugeSizes...),
-			ContPTEs:        g.contPTEs,
+			HaveMovePMD: true,
+			HaveMovePUD: true,
+			HugeSizes:   append([]uint64(nil), g.hugeSizes...),
+			ContPTEs:    g.contPTEs,
 			// arm64 does not select ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP:
 			// vmemmap_split_pmd's pmd_populate_kernel over a live PMD
 			// breaks break-before-make (disabled in 060a2c92d1b6, still
