@@ -109,15 +109,32 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 // published figures. It exits 0 whether or not every figure is in band
 // (the summary line says), 2 on a usage error.
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		fmt.Fprintf(stderr, "ptsim demo: takes no arguments\n")
+	fs := flag.NewFlagSet("ptsim demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	quiet := fs.Bool("q", false, "print the table and the summary only, without the notes")
+	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	return demo(fidelity.All(), stdout)
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ptsim demo: takes no arguments, only -q\n")
+		return 2
+	}
+	return demo(fidelity.All(), !*quiet, stdout)
 }
 
-// demo runs exps and prints the table and a summary line.
-func demo(exps []fidelity.Experiment, stdout io.Writer) int {
+// demoIntro is what the demo prints above its table.
+const demoIntro = `ptsim demo: the fidelity experiments F1-F14 of TARGETS.md.
+Each experiment runs a published workload on the simulator, with its
+architecture's one cost table, and compares a ratio of simulated times (or a
+count) with the figure Linux developers published. "in band" says whether
+ptsim's figure lands in the band the target sets; the notes below the table
+say which primitives make the figure.
+
+`
+
+// demo runs exps and prints the table, the notes when notes is set, and
+// a summary line.
+func demo(exps []fidelity.Experiment, notes bool, stdout io.Writer) int {
 	if len(exps) == 0 {
 		fmt.Fprint(stdout, `ptsim demo: no fidelity experiments are registered yet.
 When the features land it will run F1-F14 of TARGETS.md (mremap table moves,
@@ -131,6 +148,7 @@ summary: 0 experiments, 0 measures
 	results := make([]fidelity.Result, len(exps))
 	errs := make([]error, len(exps))
 	measures, in, failed := 0, 0, 0
+	var out []string
 	for i, e := range exps {
 		results[i], errs[i] = e.Run()
 		if errs[i] != nil {
@@ -141,12 +159,22 @@ summary: 0 experiments, 0 measures
 			measures++
 			if m.InBand() {
 				in++
+			} else {
+				out = append(out, fmt.Sprintf("%s %s", e.ID, m.Name))
 			}
 		}
 	}
+	fmt.Fprint(stdout, demoIntro)
 	fmt.Fprint(stdout, fidelity.Format(exps, results, errs))
-	fmt.Fprintf(stdout, "summary: %d experiments, %d of %d measures in band, %d experiments failed to run\n",
+	if notes {
+		fmt.Fprint(stdout, "\nNotes:\n")
+		fmt.Fprint(stdout, fidelity.FormatNotes(exps, results, errs, 100))
+	}
+	fmt.Fprintf(stdout, "\nsummary: %d experiments, %d of %d measures in band, %d experiments failed to run\n",
 		len(exps), in, measures, failed)
+	if len(out) > 0 {
+		fmt.Fprintf(stdout, "out of band: %s\n", strings.Join(out, "; "))
+	}
 	return 0
 }
 

@@ -53,6 +53,7 @@ func TestRun(t *testing.T) {
 		{name: "fail then good", args: []string{"run", td + "fail/expect.pts", good}, status: 1,
 			stdout: []string{"== " + good + " ==", "faults 16"}, stderr: []string{"fail/expect.pts:5:"}},
 		{name: "demo with args", args: []string{"demo", "x"}, status: 2, stderr: []string{"no arguments"}},
+		{name: "demo bad flag", args: []string{"demo", "-z"}, status: 2, stderr: []string{"-z"}},
 		{name: "walk", args: []string{"walk", "-arch", "arm64", "0x7f0000001234", "0x7f0000001000"}, status: 0,
 			stdout: []string{"Virtual Address 0x7f0000001234", "Translates to Physical Address", "Virtual Address 0x7f0000001000"}},
 		{name: "walk default arch", args: []string{"walk", "0x10000000"}, status: 0, stdout: []string{"p4d 0, pud 0, pmd 128, pte 0"}},
@@ -101,14 +102,22 @@ func TestDemo(t *testing.T) {
 		{ID: "F3", Title: "broken", Run: func() (fidelity.Result, error) { return fidelity.Result{}, errors.New("no memory") }},
 	}
 	var out bytes.Buffer
-	if st := demo(exps, &out); st != 0 {
+	if st := demo(exps, true, &out); st != 0 {
 		t.Fatalf("status %d", st)
 	}
-	inOrder(t, "demo", out.String(), []string{"F1", "a / b", "23x", "20x", "yes", "note: moves dominate",
-		"F2", "c / d", "40x", "NO", "F3", "error: no memory",
-		"summary: 3 experiments, 1 of 2 measures in band, 1 experiments failed to run\n"})
+	inOrder(t, "demo", out.String(), []string{"measure", "published", "ptsim", "band", "in band",
+		"F1  in band\n", "a / b", "23x", "20x", "15x-35x", "yes\n",
+		"F2  out of band\n", "c / d", "13x", "40x", "8x-20x", "NO\n",
+		"F3  broken\n", "error: no memory",
+		"Notes:\n", "F1   moves dominate\n",
+		"summary: 3 experiments, 1 of 2 measures in band, 1 experiments failed to run\n",
+		"out of band: F2 c / d\n"})
 	out.Reset()
-	if st := demo(nil, &out); st != 0 || !strings.HasSuffix(out.String(), "summary: 0 experiments, 0 measures\n") {
+	if st := demo(exps, false, &out); st != 0 || strings.Contains(out.String(), "Notes:") {
+		t.Fatalf("demo -q printed notes: %d %q", st, out.String())
+	}
+	out.Reset()
+	if st := demo(nil, true, &out); st != 0 || !strings.HasSuffix(out.String(), "summary: 0 experiments, 0 measures\n") {
 		t.Fatalf("empty demo: %d %q", st, out.String())
 	}
 }
