@@ -224,6 +224,43 @@ const (
 	// its last pass over 128 MiB).
 	UserMisses
 
+	// MoveVMAs counts calls of mremap's move_vma: the fixed work of one
+	// move besides the VMA operations (vma_ops) and the page-table moves
+	// it counts apart: copy_vma's anon_vma_clone and accounting, the
+	// source unmap's lru_add_drain, tlb_gather_mmu and tlb_finish_mmu,
+	// vm_stat_account, vm_unacct_memory and hiwater updates, the
+	// MMU-notifier range and userfaultfd hooks.
+	MoveVMAs
+
+	// Shared per-fault resources of an anonymous write fault, amortised
+	// as Linux batches them (counted by the spf simulation, whose threads
+	// contend for them; see package spf):
+	//
+	// PCPRefills counts rmqueue_bulk calls: zone->lock taken to refill a
+	// CPU's per-CPU page list with pcp->batch pages (the lock and the
+	// batch's fixed work; the pages are buddy_pages).
+	PCPRefills
+	// BuddyPages counts pages moved from the buddy free lists to a
+	// per-CPU list under zone->lock (__rmqueue_smallest, expand,
+	// list_add_tail).
+	BuddyPages
+	// LRUAddBatches counts __pagevec_lru_add calls: lruvec->lru_lock
+	// taken to put a full per-CPU pagevec (15 pages) on the LRU lists.
+	LRUAddBatches
+	// LRUAddPages counts pages put on an LRU list under lru_lock
+	// (SetPageLRU, list_add, the LRU size update).
+	LRUAddPages
+	// PageCounterCharges counts page_counter_try_charge's atomic charges
+	// of one memory cgroup level (a batch of MEMCG_CHARGE_BATCH pages is
+	// charged to the cgroup and to each ancestor up to the root).
+	PageCounterCharges
+	// PercpuFolds counts folds of a per-CPU counter delta into its shared
+	// atomic: vmstat node/zone items past their stat_threshold, memcg
+	// statistics and events past MEMCG_CHARGE_BATCH, and a task's split
+	// RSS counters synced into the mm every TASK_RSS_EVENTS_THRESH
+	// faults.
+	PercpuFolds
+
 	// NumEvents is the number of events.
 	NumEvents
 )
@@ -322,6 +359,13 @@ var eventNames = [NumEvents]string{
 	PageMkwriteBlocks:    "page_mkwrite_blocks",
 	TLBIRemote:           "tlbi_remote",
 	UserMisses:           "user_misses",
+	MoveVMAs:             "move_vmas",
+	PCPRefills:           "pcp_refills",
+	BuddyPages:           "buddy_pages",
+	LRUAddBatches:        "lru_add_batches",
+	LRUAddPages:          "lru_add_pages",
+	PageCounterCharges:   "page_counter_charges",
+	PercpuFolds:          "percpu_folds",
 }
 
 // String returns the counter name of the event, as scripts spell it.

@@ -131,7 +131,8 @@ type vrm struct {
 // Linux's EAGAIN and EPERM cases cannot arise.
 //
 // Cost: one syscall and mmap_lock for writing, the VMA work, and the
-// page-table move (see MovePageTables).
+// page-table move (see MovePageTables); a move also counts move_vmas,
+// move_vma's fixed work besides the VMA operations and the tables.
 func Mremap(mm *mmu.MM, addr, oldLen, newLen uint64, flags Flags, newAddr uint64) (uint64, error) {
 	mm.Meter().Add(cost.Syscalls, 1)
 	a := mm.Machine().Arch()

@@ -3,6 +3,7 @@ package mremap
 import (
 	"fmt"
 
+	"github.com/ptsim/ptsim/cost"
 	"github.com/ptsim/ptsim/mmu"
 	"github.com/ptsim/ptsim/pgtable"
 )
@@ -24,6 +25,11 @@ func (r *vrm) moveVMA() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The rest of move_vma's fixed work, once per move whatever the path
+	// or outcome: copy_vma's anon_vma_clone and accounting, the source
+	// unmap's lru_add_drain and tlb_gather_mmu/tlb_finish_mmu,
+	// vm_stat_account, vm_unacct_memory, the notifier and uffd hooks.
+	mm.Meter().Add(cost.MoveVMAs, 1)
 	mv := &Move{Old: src, New: nv, OldAddr: r.addr, NewAddr: r.newAddr, Len: r.oldLen, NeedRmapLocks: needRmap}
 	moved := MovePageTables(mm, mv)
 	unmapAddr, unmapLen := r.addr, r.oldLen

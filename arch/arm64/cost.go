@@ -9,7 +9,7 @@ import "github.com/ptsim/ptsim/cost"
 // ~2 GHz, LPDDR4), the kind the published arm64 mremap figures came from
 // (Joel Fernandes 2018; Kalesh Singh 2020, Linux 5.4). Two figures are
 // fitted to the mremap tables (specs/mremap.md): TLBIOps to the seed's
-// per-page flushes (F5, before) and VMAOps to the PMD/PUD ratio (F4);
+// per-page flushes (F5, before) and MoveVMAs to the PMD/PUD ratio (F4);
 // the rest are estimates from the architecture, and F3, F4's per-PTE/PUD
 // ratio and F5's ratio are predictions.
 var Costs = cost.MustTable("arm64", map[cost.Event]cost.Figure{
@@ -51,17 +51,21 @@ var Costs = cost.MustTable("arm64", map[cost.Event]cost.Figure{
 	// mitigations (Spectre-v2 branch predictor hardening, KPTI on cores
 	// that need it), and the syscall's dispatch.
 	cost.Syscalls: {PS: 2_000_000, Source: "estimate: EL0 -> EL1 entry/exit with Spectre/KPTI mitigations and dispatch, ~4,000 cycles at ~2 GHz on an Android 5.4 kernel"},
-	// VMAOps (fit, F4): Kalesh Singh's arm64 measurement (Linux 5.4)
-	// moved 1 GiB by PMDs in 1.13 ms and by one PUD ~19 times faster,
-	// ~60 us. In the model the PUD run is the call's fixed path (a
-	// syscall, mmap_lock, copy_vma's new VMA and the unmap of the source
-	// VMA) plus one PUD move; the PMD run adds 511 PMD moves, one PMD
-	// table allocated and one freed. Ratio 19 with the figures above
-	// solves to 23.6 us per VMA operation: the call runs right after the
-	// benchmark wrote 1 GiB, on a phone whose caches that evicted, and a
-	// VMA operation (maple tree, vm_area_struct, anon_vma_chain, slab,
-	// RCU) pulls its lines from LPDDR4 (~150-200 ns each).
-	cost.VMAOps: {PS: 23_600_000, Source: "derived (fit, F4): arm64 1 GiB mremap by PMDs 1.13 ms vs by one PUD ~19x faster (Kalesh Singh, Linux 5.4): solving (512 PMD moves + fixed)/(1 PUD move + fixed) = 19 with the other figures gives 23.6 us per cold VMA operation"},
+	// VMAOps: one VMA allocation, split, merge or removal: the x86
+	// estimate's ~500 cycles of work (slab, vm_area_struct, maple tree,
+	// anon_vma_chain) at ~2 GHz = 250 ns, plus two cold lines from
+	// LPDDR4 at user_misses' 175 ns: 250 + 2 x 175 = 600 ns.
+	cost.VMAOps: {PS: 600_000, Source: "estimate: the x86 figure's ~500 cycles of VMA alloc/copy/free and maple-tree store (J. D. Brouer's SLUB fastpath pair, commit fbd02630c6e3, for the slab part) at ~2 GHz = 250 ns, + 2 cold lines from LPDDR4 at 175 ns (user_misses)"},
+	// MoveVMAs (fit, F4): the rest of one move_vma's fixed work (see the
+	// x86 table for its steps). Kalesh Singh's arm64 measurement (Linux
+	// 5.4) moved 1 GiB by PMDs in 1.13 ms and by one PUD ~19 times
+	// faster. Without this figure the model prices the PMD run at
+	// 921,701 ns and the PUD run at 5,037 ns; a move_vma costing m in
+	// both gives 19 when m = (921,701 - 19 x 5,037) / 18 = 45,889 ns.
+	// As on x86, most of it is the call running cold after the
+	// benchmark wrote 1 GiB, on a phone whose caches that evicted: ~250
+	// lines of kernel code and data from LPDDR4 at ~175 ns.
+	cost.MoveVMAs: {PS: 45_889_000, Source: "derived (fit, F4): arm64 1 GiB mremap by PMDs 1.13 ms vs by one PUD ~19x faster (Kalesh Singh, Linux 5.4); model without it 921,701 vs 5,037 ns: m = (921,701 - 19 x 5,037)/18 = 45,889 ns per move_vma, cold after the benchmark's 1 GiB write"},
 
 	// fork (F7). No per-primitive fork figure is published for arm64:
 	// the atomics are estimated as the entries above are, and the x86
@@ -96,9 +100,9 @@ var Costs = cost.MustTable("arm64", map[cost.Event]cost.Figure{
 	cost.PageCacheLookups: {PS: 100_000, Source: "estimate: filemap_get_entry's xarray walk (2-3 node lines) and folio_try_get, folio_lock, folio_unlock (three LSE atomics at ref_atomics' 20 ns)"},
 	cost.RSSUpdates:       {PS: 2_000, Source: "estimate: add_mm_counter, a per-CPU counter add, ~4 cycles at ~2 GHz"},
 	// UserMisses: a user store whose line comes from DRAM (page_fault3
-	// stores to each page once per 128 MiB pass): LPDDR4, 150-200 ns as
-	// vma_ops' note above estimates; the middle.
-	cost.UserMisses:  {PS: 175_000, Source: "estimate: a line from LPDDR4, 150-200 ns (as vma_ops' note); the middle, 175 ns"},
+	// stores to each page once per 128 MiB pass): LPDDR4, 150-200 ns; the
+	// middle.
+	cost.UserMisses:  {PS: 175_000, Source: "estimate: a line from LPDDR4, 150-200 ns load-to-use on Android phones of the Cortex-A7x era; the middle, 175 ns"},
 	cost.FolioAllocs: {PS: 300_000, Source: "estimate: an allocation from the buddy lists, the ~0.3 us of pt_allocs' note"},
 	cost.PageZeroes:  {PS: 500_000, Source: "estimate: DC ZVA clear of 4 KiB at ~8 GB/s, as pt_allocs' note (0.5 us)"},
 	// Faults (derived, F8 anchor): with large folios off the model's

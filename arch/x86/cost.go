@@ -106,8 +106,8 @@ var Costs = cost.MustTable("x86_64", map[cost.Event]cost.Figure{
 
 	// mremap (F1, F2) and the generic primitives every path counts, on the
 	// same 2.5 GHz Skylake-SP. Two figures are fitted: LocalFullFlushes to
-	// F1's PMD-move time and VMAOps to F2's ratio; F1's ratio is then a
-	// prediction. Figures already in the table are taken as they are
+	// F1's PMD-move time and MoveVMAs (move_vma's fixed work) to F2's
+	// ratio; F1's ratio is then a prediction. Figures already in the table are taken as they are
 	// (pt_locks 8 ns, mmap_locks 14 ns, page_zeroes 340 ns, folio_allocs
 	// 70 ns, faults 600 ns).
 	//
@@ -131,30 +131,48 @@ var Costs = cost.MustTable("x86_64", map[cost.Event]cost.Figure{
 	cost.PTFrees: {PS: 50_000, Source: "derived: page_bench01 order-0 alloc+free ~100 ns (J. D. Brouer 2016), free ~30% = 30 ns, + ~20 ns pagetable dtor"},
 	// LocalFullFlushes (fit, F1): Joel Fernandes' merged patch
 	// (2c91bd4a4e2e) moved 1 GiB by PMDs in 144-160 us, 152 us mid: 512
-	// PMD moves and one call's fixed path (11.7 us, from the F2 fit
-	// below). A PMD move is 2 split PMD locks (16 ns), the anon_vma lock
-	// (14 ns), 13 entry reads (26 ns), pmd_clear + pmd_populate (4 ns) and
-	// flush_tlb_range(2 MiB), which, above the 33-page ceiling, is a
-	// local full flush: (152,000 - 11,700) / 512 - 60 = 214 ns, a CR3
-	// reload (~530 cycles at 2.5 GHz, in the 100-300 ns such flushes take).
-	cost.LocalFullFlushes: {PS: 210_000, Source: "derived (fit, F1): 1 GiB by PMD moves 152 us (2c91bd4a4e2e, x86): (152 us - 11.7 us fixed path) / 512 moves - 60 ns of priced locks, reads and writes = 214 ns per CR3-reload full flush"},
+	// PMD moves and one call's fixed path (11.4 us: the PUD run of the F2
+	// fit below, move_vmas included). A PMD move is 2 split PMD locks (16
+	// ns), the anon_vma lock (14 ns), 13 entry reads (26 ns), pmd_clear +
+	// pmd_populate (4 ns) and flush_tlb_range(2 MiB), which, above the
+	// 33-page ceiling, is a local full flush: (152,000 - 11,400) / 512 -
+	// 60 = 215 ns, a CR3 reload (~530 cycles at 2.5 GHz, in the 100-300
+	// ns such flushes take).
+	cost.LocalFullFlushes: {PS: 210_000, Source: "derived (fit, F1): 1 GiB by PMD moves 152 us (2c91bd4a4e2e, x86): (152 us - 11.4 us fixed path) / 512 moves - 60 ns of priced locks, reads and writes = 215 ns per CR3-reload full flush"},
 	// Syscalls: a kernel entry and exit with dispatch, as the trap of a
 	// fault (faults, 600 ns).
 	cost.Syscalls: {PS: 600_000, Source: "derived: the kernel entry/exit and dispatch of a fault (faults, 600 ns: 1,013 ns rdtsc-measured zero-page fault less its allocations)"},
-	// VMAOps (fit, F2): Kalesh Singh's PUD-aligned 1 GiB mremap
-	// (20201005154017.474722, x86, Linux 5.4) took 205.7 us by PMD moves
-	// and 15.6 us with HAVE_MOVE_PUD, a ratio of 13.2. In the model the
-	// PMD run is 512 PMD moves plus one PMD table allocated and one freed
-	// plus the call's fixed path, the PUD run one PUD move plus the same
-	// fixed path: a syscall (600 ns), mmap_lock (14 ns), and two VMA
-	// operations (copy_vma's new VMA, the unmap of the source VMA). Ratio
-	// 13 solves to a fixed path of 11.7 us: (11.7 - 0.6 - 0.2) / 2 = 5.4
-	// us per VMA operation. The call runs right after the benchmark
-	// wrote the whole 1 GiB, which evicted every cache: a VMA operation
-	// (maple tree walk and store, vm_area_struct copy or free,
-	// anon_vma_chain, slab, RCU) pulls ~50 lines from DRAM at ~100 ns.
-	// Warm, a VMA operation is far cheaper; this figure prices it cold.
-	cost.VMAOps: {PS: 5_400_000, Source: "derived (fit, F2): PUD-aligned 1 GiB mremap 205.7 us by PMDs vs 15.6 us by one PUD (Kalesh Singh, Linux 5.4, x86): ratio 13 gives a fixed path of 11.7 us = syscall 0.6 + 2 VMA operations (+0.2 us locks, reads, PUD move); cold after the benchmark's 1 GiB memset"},
+	// VMAOps: one VMA allocation, split, merge or removal (vm_area_alloc
+	// or vm_area_free, the vm_area_struct's initialisation or copy, the
+	// maple-tree walk and store, the anon_vma_chain link): ~500 cycles of
+	// work, of which the slab object is ~22 (a SLUB fastpath alloc+free
+	// pair is 43 cycles, J. D. Brouer, commit fbd02630c6e3 "slub: initial
+	// bulk free implementation", i7-4790K), = 200 ns at 2.5 GHz; plus
+	// one or two cold cache lines (the tree node, the neighbour VMA)
+	// from local DRAM at ~90 ns each (Skylake-SP idle load-to-use latency
+	// as Intel's Memory Latency Checker reports it, 80-90 ns): 200 + 2 x
+	// 90 = 380 ns.
+	cost.VMAOps: {PS: 380_000, Source: "estimate: ~500 cycles of VMA alloc/copy/free and maple-tree store at 2.5 GHz (slab part from J. D. Brouer's SLUB fastpath alloc+free, 43 cycles, commit fbd02630c6e3) = 200 ns, + 2 cold lines from local DRAM at ~90 ns (Skylake-SP, Intel MLC idle latency 80-90 ns)"},
+	// MoveVMAs (fit, F2): the rest of one move_vma's fixed work. Kalesh
+	// Singh's PUD-aligned 1 GiB mremap (20201005154017.474722, x86, Linux
+	// 5.4) took 205,721.5 ns by PMD moves and 15,594 ns by one PUD move,
+	// a ratio r = 13.192. Without this figure the model prices the PMD
+	// run at 140,208 ns (512 PMD moves, one PMD table allocated and one
+	// freed, and the fixed path priced above: a syscall, mmap_lock, two
+	// VMA operations, the source unmap's walk) and the PUD run at 1,624
+	// ns; a move_vma costing m in both makes the ratio r when
+	// (140,208 + m) / (1,624 + m) = r: m = (140,208 - 1,624 r) / (r - 1)
+	// = 9,742 ns. What move_vma does besides the tables and the two VMA
+	// operations (copy_vma's anon_vma_clone and vma_link accounting,
+	// do_munmap of the source: lru_add_drain of this CPU's pagevecs,
+	// tlb_gather_mmu, unmap_vmas and free_pgtables over 1 GiB,
+	// tlb_finish_mmu; vm_stat_account, vm_unacct_memory's
+	// percpu_counter, hiwater_vm, the MMU-notifier range, ksm and uffd
+	// hooks) is ~1-2 us warm; the rest is the call running cold right
+	// after the benchmark wrote 1 GiB, which evicted the kernel's code
+	// and data from every cache (~90 lines from DRAM at ~90 ns). A warm
+	// mremap in a loop pays less than this figure.
+	cost.MoveVMAs: {PS: 9_742_000, Source: "derived (fit, F2): PUD-aligned 1 GiB mremap 205,721.5 ns by PMDs vs 15,594 ns by one PUD (Kalesh Singh, Linux 5.4, x86), r = 13.192; model without it 140,208 vs 1,624 ns: m = (140,208 - 1,624 r)/(r - 1) = 9,742 ns per move_vma, cold after the benchmark's 1 GiB write"},
 
 	// fork (F6): David Hildenbrand's "mm/memory: optimize fork() with
 	// PTE-mapped THP" (v2/v3 cover): fork() of 1 GiB = 262,144 PTEs on a

@@ -287,12 +287,13 @@ func (c *convertMeter) Trace(r cost.Record) {
 }
 
 // runF9Config runs the microbenchmark with BBML2 on or off and returns
-// the cost of the converts alone and of the whole benchmark.
-func runF9Config(bbml2 bool) (*convertMeter, uint64, error) {
+// the cost of the converts alone and of the whole benchmark, and the
+// whole benchmark's counts.
+func runF9Config(bbml2 bool) (*convertMeter, uint64, cost.Counts, error) {
 	a := arm64.New(arm64.Granule4K)
 	m, err := mmu.New(mmu.Config{Arch: a, CPUs: f9CPUs, MemorySize: 1 << 30, Seed: 9})
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, cost.Counts{}, err
 	}
 	on := "off"
 	if bbml2 {
@@ -300,23 +301,23 @@ func runF9Config(bbml2 bool) (*convertMeter, uint64, error) {
 	}
 	for _, kv := range [][2]string{{"range_tlbi", "on"}, {"bbml2", on}} {
 		if err := m.SetKnob(kv[0], kv[1]); err != nil {
-			return nil, 0, err
+			return nil, 0, cost.Counts{}, err
 		}
 	}
 	mm, err := m.NewMM("gc")
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, cost.Counts{}, err
 	}
 	n := a.Caps.ContPTEs
 	ps := a.PageSize()
 	block := uint64(n) * ps
 	base := uint64(1) << 32
 	if err := mm.Mmap(base, f9Blocks*block, mmu.ProtRead|mmu.ProtWrite, mmu.MapFlags{FolioSize: block}); err != nil {
-		return nil, 0, err
+		return nil, 0, cost.Counts{}, err
 	}
 	for b := uint64(0); b < f9Blocks; b++ {
 		if err := mm.Write(0, base+b*block, b); err != nil {
-			return nil, 0, err
+			return nil, 0, cost.Counts{}, err
 		}
 	}
 	m.Reset()
@@ -326,30 +327,30 @@ func runF9Config(bbml2 bool) (*convertMeter, uint64, error) {
 		for b := uint64(0); b < f9Blocks; b++ {
 			last := base + b*block + block - ps
 			if err := mm.Mprotect(last, ps, mmu.ProtRead); err != nil {
-				return nil, 0, err
+				return nil, 0, cost.Counts{}, err
 			}
 			if err := mm.Mprotect(last, ps, mmu.ProtRead|mmu.ProtWrite); err != nil {
-				return nil, 0, err
+				return nil, 0, cost.Counts{}, err
 			}
 		}
 	}
 	m.SetTracer(nil)
 	if err := m.Check(); err != nil {
-		return nil, 0, fmt.Errorf("F9 bbml2=%s: %w", on, err)
+		return nil, 0, cost.Counts{}, fmt.Errorf("F9 bbml2=%s: %w", on, err)
 	}
 	if want := uint64(2 * f9Rounds * f9Blocks); cm.converts != want {
-		return nil, 0, fmt.Errorf("F9 bbml2=%s: %d converts, want %d (one unfold and one fold per mprotect pair)", on, cm.converts, want)
+		return nil, 0, cost.Counts{}, fmt.Errorf("F9 bbml2=%s: %d converts, want %d (one unfold and one fold per mprotect pair)", on, cm.converts, want)
 	}
-	return cm, m.SimNS(), nil
+	return cm, m.SimNS(), m.Counts(), nil
 }
 
 // runF9 compares the cost of contpte_convert with and without BBML2.
 func runF9() (Result, error) {
-	without, benchWithout, err := runF9Config(false)
+	without, benchWithout, counts, err := runF9Config(false)
 	if err != nil {
 		return Result{}, err
 	}
-	with, benchWith, err := runF9Config(true)
+	with, benchWith, _, err := runF9Config(true)
 	if err != nil {
 		return Result{}, err
 	}
@@ -365,9 +366,10 @@ func runF9() (Result, error) {
 		},
 		Note: fmt.Sprintf("per convert %.0f ns without BBML2 (%d entry clears, %.0f TLBI RVALE1IS, %.0f DSB ISH, %d repaints) and %.0f ns with it "+
 			"(clears and repaints only; the stale small and contiguous entries may coexist until the caller's flush, which BBML2 without conflict aborts allows). "+
-			"The whole mprotect(r)/mprotect(rw) microbenchmark changes by %+.0f%% (published: 12%% faster): the model's mprotect pair "+
-			"is dominated by its VMA split and merge (vma_ops, priced for cold caches), so the convert is a smaller share of it.",
+			"The whole mprotect(r)/mprotect(rw) microbenchmark changes by %+.0f%% (published: 12%% faster); without BBML2 its time is %s: "+
+			"per mprotect pair two syscall entries (2 us each), the two converts' TLBIs and DSBs, and a VMA split and merge "+
+			"(vma_ops, 0.6 us each).",
 			per(without), without.n, float64(without.tlbi)/float64(without.converts), float64(without.syncs)/float64(without.converts), without.n,
-			per(with), 100*bench),
+			per(with), 100*bench, Shares(&counts, armCosts(), 4)),
 	}, nil
 }

@@ -145,7 +145,7 @@ func runF2() (Result, error) {
 	return Result{
 		Measures: []Measure{{Name: "PMD / PUD moves", Published: "205.7 us -> 15.6 us (~13x)",
 			Band: Band{8, 20}, Value: mremapRatio(r[0], r[1]), Unit: "x"}},
-		Note: fmt.Sprintf("ours %s (%s) -> %s (%s): one call's fixed path, run cold right after the 1 GiB was written, is most of a PUD move",
+		Note: fmt.Sprintf("ours %s (%s) -> %s (%s): one call's fixed path (move_vmas: move_vma's work besides the tables, fitted to this ratio; run cold right after the 1 GiB was written) is most of a PUD move",
 			mremapUS(r[0].NS), Shares(&r[0].Counts, x86Costs(), 3), mremapUS(r[1].NS), Shares(&r[1].Counts, x86Costs(), 3)),
 	}, nil
 }
