@@ -4,6 +4,8 @@
 //	ptsim run [-audit] FILE...      run scenario scripts (SCENARIOS.md)
 //	ptsim demo                      run the fidelity experiments F1-F14
 //	ptsim walk [-arch NAME] ADDR... map a page at each address and show its walk
+//	ptsim exercise -s SEED [-c] [-kind KIND] [-arch NAME]
+//	                                a generated exercise; -c adds the answer
 //	ptsim help [COMMAND]            the script language, or one command
 //
 // `ptsim run` prints what the scripts print to standard output and its
@@ -45,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(args[1:], stdout, stderr)
 	case "walk":
 		return cmdWalk(args[1:], stdout, stderr)
+	case "exercise":
+		return cmdExercise(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		return cmdHelp(args[1:], stdout, stderr)
 	}
@@ -58,6 +62,9 @@ func usage(w io.Writer) {
   ptsim run [-audit] FILE...      run scenario scripts
   ptsim demo                      run the fidelity experiments (TARGETS.md F1-F14)
   ptsim walk [-arch NAME] ADDR... map a page at each address and show its page walk
+  ptsim exercise -s SEED [-c] [-kind KIND] [-arch NAME]
+                                  a generated exercise (translate, mremap, fork, contpte,
+                                  tlb); -c adds the worked answer
   ptsim help [COMMAND]            the script language, or one command
 `)
 }

@@ -61,6 +61,13 @@ func TestRun(t *testing.T) {
 		{name: "walk no address", args: []string{"walk"}, status: 2, stderr: []string{"at least one address"}},
 		{name: "walk bad address", args: []string{"walk", "0xzz"}, status: 2, stderr: []string{"bad number"}},
 		{name: "walk beyond user space", args: []string{"walk", "-arch", "um32", "0xf0000000"}, status: 1, stderr: []string{"ENOMEM"}},
+		{name: "exercise list", args: []string{"exercise", "-list"}, status: 0, stdout: []string{"translate", "mremap", "fork", "contpte", "tlb", "archs: x86_64"}},
+		{name: "exercise problem", args: []string{"exercise", "-s", "7", "-kind", "translate", "-arch", "arm64"}, status: 0,
+			stdout: []string{"Exercise: translate, seed 7, arm64", "Translate (give the physical address"}},
+		{name: "exercise bad kind", args: []string{"exercise", "-kind", "paging"}, status: 2, stderr: []string{`exercise kind "paging"`}, noStdout: true},
+		{name: "exercise bad arch", args: []string{"exercise", "-kind", "tlb", "-arch", "arm64"}, status: 2, stderr: []string{"supports x86_64"}, noStdout: true},
+		{name: "exercise extra arg", args: []string{"exercise", "x"}, status: 2, stderr: []string{"unexpected argument"}},
+		{name: "exercise bad flag", args: []string{"exercise", "-q"}, status: 2, stderr: []string{"usage: ptsim exercise"}},
 		{name: "help", args: []string{"help"}, status: 0, stdout: []string{"Commands:", "mmap ADDR LEN", "Architectures:", "Counters:"}},
 		{name: "help one", args: []string{"help", "mmap"}, status: 0, stdout: []string{"mmap ADDR LEN [PROT]"}},
 		{name: "help unknown", args: []string{"help", "fly"}, status: 2, stderr: []string{`no command "fly"`}},
@@ -212,5 +219,24 @@ func TestReadmeQuickstart(t *testing.T) {
 	}
 	if got := block("<!-- quickstart-output -->"); got != out.String() {
 		t.Errorf("README output differs from what ptsim prints:\n%s\nprints:\n%s", got, out.String())
+	}
+}
+
+// TestExerciseAnswer checks that -c prints the same problem followed by
+// its answer, and that the output is the same on every run.
+func TestExerciseAnswer(t *testing.T) {
+	for _, kind := range []string{"translate", "mremap", "fork", "contpte", "tlb"} {
+		var p, a, a2, errb bytes.Buffer
+		if st := run([]string{"exercise", "-s", "11", "-kind", kind}, &p, &errb); st != 0 {
+			t.Fatalf("%s: status %d: %s", kind, st, errb.String())
+		}
+		run([]string{"exercise", "-s", "11", "-kind", kind, "-c"}, &a, &errb)
+		run([]string{"exercise", "-c", "-kind", kind, "-s", "11"}, &a2, &errb)
+		if !strings.HasPrefix(a.String(), p.String()) || !strings.Contains(a.String()[p.Len():], "Answer (ptsim exercise -s 11 -kind "+kind) {
+			t.Errorf("%s: -c does not print the problem then the answer:\n%s", kind, a.String())
+		}
+		if a.String() != a2.String() {
+			t.Errorf("%s: two runs differ", kind)
+		}
 	}
 }
