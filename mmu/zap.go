@@ -66,9 +66,20 @@ func (mm *MM) FolioPTEBatch(addr uint64, p pgtable.Ptr, e pgtable.Entry, folio p
 	raw := fm.AdvancePFN(e, pgtable.PTE, uint64(nr))
 	merged := e
 	ps := mm.pageSize()
+	// With generic, untraced PTE reads the entries are read straight
+	// from the table and the reads counted once at the end: the same
+	// count, one add instead of one per entry.
+	es, quiet := mm.pt.QuietPTEs(p, max(maxNr, 0))
+	reads := 0
 	for nr < maxNr {
 		q := p.Add(nr)
-		cur := mm.pt.PtepGet(addr+uint64(nr)*ps, q)
+		var cur pgtable.Entry
+		if quiet {
+			cur = es[nr]
+			reads++
+		} else {
+			cur = mm.pt.PtepGet(addr+uint64(nr)*ps, q)
+		}
 		if cur != raw {
 			if clearIgnored(fm, cur, fl) != expected {
 				break
@@ -85,11 +96,15 @@ func (mm *MM) FolioPTEBatch(addr uint64, p pgtable.Ptr, e pgtable.Entry, folio p
 				}
 			}
 		}
-		n := mm.pt.PteBatchHint(q, cur)
+		n := 1
+		if !quiet {
+			n = mm.pt.PteBatchHint(q, cur)
+		}
 		expected = fm.AdvancePFN(expected, pgtable.PTE, uint64(n))
 		raw = fm.AdvancePFN(cur, pgtable.PTE, uint64(n))
 		nr += n
 	}
+	mm.pt.CountReads(reads)
 	if nr > maxNr {
 		nr = maxNr
 	}
@@ -149,6 +164,16 @@ func (mm *MM) zapPTERange(g *tlb.Gather, v *VMA, addr, end uint64, p pgtable.Ptr
 	var rss [numRSS]int64
 	mm.meter.Add(cost.PTLocks, 1)
 	mm.pt.EnterLazyMMU()
+	if p.T.Used() == 0 {
+		// Every entry is none (a table emptied by mremap's PTE moves):
+		// the loop below would read each and skip it. Where those reads
+		// can be counted at once, they are.
+		n := int((end - addr) / ps)
+		if _, ok := mm.pt.QuietPTEs(p, n); ok {
+			mm.pt.CountReads(n)
+			addr = end
+		}
+	}
 	for addr < end {
 		e := mm.pt.PtepGet(addr, p)
 		if fm.IsNone(e, pgtable.PTE) || !fm.Present(e, pgtable.PTE) {

@@ -151,3 +151,25 @@ func (pt *PageTable) countOne(t *Table, old, n Entry) {
 		pt.meter.Add(cost.PTESets, 1)
 	}
 }
+
+// QuietPTEs returns the n PTEs from p, uncounted, to a loop that would
+// read them one by one with ptep_get and that counts what it read itself
+// with CountReads. It only does so when ptep_get is the generic read of
+// one entry (pte_batch_hint is 1) and nobody traces the meter: one add
+// of the number read then gives exactly the counts of the entry-by-entry
+// reads. Otherwise ok is false and the caller reads entry by entry.
+// Precondition: p.I+n <= p.T.Len().
+func (pt *PageTable) QuietPTEs(p Ptr, n int) (es []Entry, ok bool) {
+	if !pt.generic || p.T.level != PTE || pt.meter.Tracing() {
+		return nil, false
+	}
+	return p.T.entries[p.I : p.I+n], true
+}
+
+// CountReads counts n entry reads: the ptep_get calls a QuietPTEs loop
+// stood in for.
+func (pt *PageTable) CountReads(n int) {
+	if n > 0 {
+		pt.meter.Add(cost.EntryReads, uint64(n))
+	}
+}

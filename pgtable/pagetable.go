@@ -91,6 +91,9 @@ type PageTable struct {
 	// inside one table skip the descent. The skipped reads are still
 	// counted: the hint speeds up the simulator, not the simulated kernel.
 	hint walkHint
+	// pmdHint is the same for the table the last walk for a PMD entry
+	// reached.
+	pmdHint walkHint
 }
 
 // walkHint is a one-entry cache of the last PTE table walked to.

@@ -24,7 +24,7 @@ func (pt *PageTable) Walk(addr uint64, want Level) (Ptr, bool) {
 	for {
 		i := pt.index(t, addr)
 		if holds(t, want) {
-			pt.remember(t, depth)
+			pt.remember(t, want, depth)
 			return Ptr{T: t, I: i}, true
 		}
 		pt.meter.Add(cost.EntryReads, 1)
@@ -37,21 +37,36 @@ func (pt *PageTable) Walk(addr uint64, want Level) (Ptr, bool) {
 	}
 }
 
-// hinted returns addr's PTE slot from the walk hint when the hint is
-// current and covers addr, counting the reads a full walk would make.
+// hinted returns addr's slot from the walk hint of its level (PTE, or
+// PMD) when that hint is current and covers addr, counting the reads a
+// full walk would make.
 func (pt *PageTable) hinted(addr uint64, want Level) (Ptr, bool) {
-	h := &pt.hint
-	if want != PTE || h.t == nil || h.gen != pt.gen || addr-h.base >= h.span {
+	var h *walkHint
+	switch want {
+	case PTE:
+		h = &pt.hint
+	case PMD:
+		h = &pt.pmdHint
+	default:
+		return Ptr{}, false
+	}
+	if h.t == nil || h.gen != pt.gen || addr-h.base >= h.span {
 		return Ptr{}, false
 	}
 	pt.meter.Add(cost.EntryReads, h.depth)
 	return Ptr{T: h.t, I: pt.index(h.t, addr)}, true
 }
 
-// remember records t as the walk hint when it is a PTE table.
-func (pt *PageTable) remember(t *Table, depth uint64) {
+// remember records t, which a walk for level want reached depth levels
+// below the root, as the walk hint: a PTE table as the PTE hint, and the
+// table a walk for a PMD entry stopped at (below the root) as the PMD
+// hint, which serves walks one per PMD entry (zap, fork's copy, mremap).
+func (pt *PageTable) remember(t *Table, want Level, depth uint64) {
 	if t.level == PTE {
 		pt.hint = walkHint{t: t, base: t.base, span: uint64(len(t.entries)) << t.shift, depth: depth, gen: pt.gen}
+	}
+	if want == PMD && depth > 0 {
+		pt.pmdHint = walkHint{t: t, base: t.base, span: uint64(len(t.entries)) << t.shift, depth: depth, gen: pt.gen}
 	}
 }
 
@@ -69,7 +84,7 @@ func (pt *PageTable) WalkAlloc(addr uint64, want Level) (Ptr, error) {
 	for {
 		i := pt.index(t, addr)
 		if holds(t, want) {
-			pt.remember(t, depth)
+			pt.remember(t, want, depth)
 			return Ptr{T: t, I: i}, nil
 		}
 		p := Ptr{T: t, I: i}

@@ -502,6 +502,24 @@ func (c *Context) EachCPU() iter.Seq[int] {
 	}
 }
 
+// NextCPU returns the first CPU in mm_cpumask after CPU i, or -1 when
+// there is none (cpumask_next): `for cpu := c.NextCPU(-1); cpu >= 0; cpu =
+// c.NextCPU(cpu)` visits the mask in ascending order as EachCPU does,
+// without an iterator's closure on the flush path.
+func (c *Context) NextCPU(i int) int {
+	i++
+	for w := i / 64; w < len(c.mask); w++ {
+		word := c.mask[w]
+		if w == i/64 {
+			word &^= 1<<(i%64) - 1
+		}
+		if word != 0 {
+			return w*64 + bits.TrailingZeros64(word)
+		}
+	}
+	return -1
+}
+
 // setMask adds or removes CPU i from mm_cpumask.
 func (c *Context) setMask(i int, on bool) {
 	w, b := i/64, uint64(1)<<(i%64)

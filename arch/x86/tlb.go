@@ -170,7 +170,7 @@ func (p *TLBPolicy) flushMMRange(s *tlb.System, r *tlb.Request) {
 	}
 	newGen := ctx.BumpTLBGen()
 	local := s.LocalCPU().ID()
-	for cpu := range ctx.EachCPU() {
+	for cpu := ctx.NextCPU(-1); cpu >= 0; cpu = ctx.NextCPU(cpu) {
 		if cpu != local {
 			p.ipi(r.Meter, start, cpu)
 		}
