@@ -28,7 +28,7 @@ func BenchmarkFork1GiB(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			m, err := mmu.New(mmu.Config{Arch: a, MemorySize: 4 << 30})
+			m, err := mmu.New(mmu.Config{Arch: a, MemorySize: 4 << 30, NoAudit: true})
 			if err != nil {
 				b.Fatal(err)
 			}

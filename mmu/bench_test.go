@@ -31,7 +31,7 @@ func BenchmarkMemoryPerPage(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		before := heapInUse()
-		m, err := mmu.New(mmu.Config{Arch: a, MemorySize: size + 2<<30})
+		m, err := mmu.New(mmu.Config{Arch: a, MemorySize: size + 2<<30, NoAudit: true})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -41,6 +41,13 @@ type Config struct {
 	TLBEntries, TLBWays int
 	// Knobs are the kernel switches; nil means DefaultKnobs(Arch).
 	Knobs *Knobs
+	// NoAudit turns off the TLB system's write-time rule checks
+	// (break-before-make on arm64, live stores on s390; see
+	// tlb.System.SetAudit), for benchmarks: they time the simulator, not
+	// its checker. Entries, flushes, counters and simulated time are the
+	// same either way. In a test binary New fails with EPERM when it is
+	// set outside a benchmark: tests always audit.
+	NoAudit bool
 }
 
 // Machine is the simulated computer: memory, CPUs with TLBs, the kernel
@@ -87,6 +94,8 @@ type Machine struct {
 	// pinned counts the FOLL_PIN pins taken through Pin, per folio head;
 	// a pinned folio stays allocated after its mappings go.
 	pinned map[phys.PFN]int
+	// noAudit is Config.NoAudit, applied to every TLB system built.
+	noAudit bool
 }
 
 // New builds a machine: memory, TLBs, init_mm with its direct map and
@@ -121,6 +130,7 @@ func New(cfg Config) (*Machine, error) {
 		byName:     map[string]*MM{},
 		pinned:     map[phys.PFN]int{},
 		fileByName: map[string]*File{},
+		noAudit:    cfg.NoAudit,
 	}
 	m.meter.Name = "kernel"
 	if cfg.Knobs != nil {
@@ -152,6 +162,11 @@ func (m *Machine) buildTLB(entries, ways int) error {
 	sys, err := tlb.New(tlb.Config{CPUs: m.cpus, Entries: entries, Ways: ways, Policy: pol, KernelMeter: &m.meter})
 	if err != nil {
 		return fmt.Errorf("mmu: %w", err)
+	}
+	if m.noAudit {
+		if err := sys.SetAudit(false); err != nil {
+			return fmt.Errorf("mmu: %w", err)
+		}
 	}
 	m.tlb = sys
 	return nil

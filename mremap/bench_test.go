@@ -26,7 +26,7 @@ func BenchmarkMremap1GiB(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			m, err := mmu.New(mmu.Config{Arch: a, MemorySize: 2 << 30})
+			m, err := mmu.New(mmu.Config{Arch: a, MemorySize: 2 << 30, NoAudit: true})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -16,6 +16,7 @@ import (
 // the same values in other packages.
 const (
 	EINVAL = errno.EINVAL
+	EPERM  = errno.EPERM
 )
 
 // Perm is the access a cached translation grants, captured when the entry
@@ -190,6 +191,9 @@ type System struct {
 	// while one is being carried out (see request).
 	req     Request
 	reqBusy bool
+	// noAudit turns the write-time rule checks off (SetAudit); the zero
+	// value keeps them on.
+	noAudit bool
 }
 
 // New returns a System of cfg.CPUs CPUs with empty TLBs. It fails with

@@ -283,9 +283,10 @@ func classify(f *pgtable.Format, e pgtable.Entry, l pgtable.Level) entryKind {
 // different translation (no TLB flush between the invalid step and the
 // new entry). Permission-only changes are allowed. With bbml2 (BBML2
 // without conflict aborts), changes of size and of the contiguous bit
-// that keep the output address need no break.
+// that keep the output address need no break. Nothing is checked while
+// the audit is off (SetAudit).
 func (s *System) CheckBreakBeforeMake(ctx *Context, addr uint64, p pgtable.Ptr, old, new pgtable.Entry, kind pgtable.WriteKind, bbml2 bool) {
-	if ctx == nil || ctx.pt == nil || !p.Valid() {
+	if s.noAudit || ctx == nil || ctx.pt == nil || !p.Valid() {
 		return
 	}
 	f := ctx.pt.Format()
@@ -354,9 +355,9 @@ func (s *System) CheckBreakBeforeMake(ctx *Context, addr uint64, p pgtable.Ptr, 
 // invalidating exchange, IPTE for a PTE, IDTE for a segment or region
 // entry). Table entries are not checked: s390 clears emptied table
 // entries with plain stores and purges them with the mm flush that
-// follows.
+// follows. Nothing is checked while the audit is off (SetAudit).
 func (s *System) CheckLiveStore(ctx *Context, addr uint64, p pgtable.Ptr, old, new pgtable.Entry, kind pgtable.WriteKind) {
-	if ctx == nil || ctx.pt == nil || !p.Valid() || kind != pgtable.WritePlain || old == new {
+	if s.noAudit || ctx == nil || ctx.pt == nil || !p.Valid() || kind != pgtable.WritePlain || old == new {
 		return
 	}
 	f := ctx.pt.Format()
