@@ -6,6 +6,7 @@
 //	ptsim walk [-arch NAME] ADDR... map a page at each address and show its walk
 //	ptsim exercise -s SEED [-c] [-kind KIND] [-arch NAME]
 //	                                a generated exercise; -c adds the answer
+//	ptsim plot [-only NAME,...] DIR write the figures as SVG and PNG
 //	ptsim help [COMMAND]            the script language, or one command
 //
 // `ptsim run` prints what the scripts print to standard output and its
@@ -49,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdWalk(args[1:], stdout, stderr)
 	case "exercise":
 		return cmdExercise(args[1:], stdout, stderr)
+	case "plot":
+		return cmdPlot(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		return cmdHelp(args[1:], stdout, stderr)
 	}
@@ -65,6 +68,7 @@ func usage(w io.Writer) {
   ptsim exercise -s SEED [-c] [-kind KIND] [-arch NAME]
                                   a generated exercise (translate, mremap, fork, contpte,
                                   tlb); -c adds the worked answer
+  ptsim plot [-only NAME,...] DIR the figures (mremap, fork, page-fault3, hvo) as SVG and PNG
   ptsim help [COMMAND]            the script language, or one command
 `)
 }

@@ -68,6 +68,8 @@ func TestRun(t *testing.T) {
 		{name: "exercise bad arch", args: []string{"exercise", "-kind", "tlb", "-arch", "arm64"}, status: 2, stderr: []string{"supports x86_64"}, noStdout: true},
 		{name: "exercise extra arg", args: []string{"exercise", "x"}, status: 2, stderr: []string{"unexpected argument"}},
 		{name: "exercise bad flag", args: []string{"exercise", "-q"}, status: 2, stderr: []string{"usage: ptsim exercise"}},
+		{name: "plot no dir", args: []string{"plot"}, status: 2, stderr: []string{"usage: ptsim plot"}},
+		{name: "plot unknown figure", args: []string{"plot", "-only", "nope", "x"}, status: 2, stderr: []string{`no figure "nope"`}, noStdout: true},
 		{name: "help", args: []string{"help"}, status: 0, stdout: []string{"Commands:", "mmap ADDR LEN", "Architectures:", "Counters:"}},
 		{name: "help one", args: []string{"help", "mmap"}, status: 0, stdout: []string{"mmap ADDR LEN [PROT]"}},
 		{name: "help unknown", args: []string{"help", "fly"}, status: 2, stderr: []string{`no command "fly"`}},
@@ -237,6 +239,24 @@ func TestExerciseAnswer(t *testing.T) {
 		}
 		if a.String() != a2.String() {
 			t.Errorf("%s: two runs differ", kind)
+		}
+	}
+}
+
+// TestPlot draws one figure through the CLI and checks the files.
+func TestPlot(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	if st := run([]string{"plot", "-only", "page-fault3", dir}, &out, &errb); st != 0 {
+		t.Fatalf("status %d: %s", st, errb.String())
+	}
+	for _, ext := range []string{".svg", ".png"} {
+		p := filepath.Join(dir, "page-fault3"+ext)
+		if !strings.Contains(out.String(), p+"\n") {
+			t.Errorf("output lacks %s: %q", p, out.String())
+		}
+		if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", p, err)
 		}
 	}
 }
