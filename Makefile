@@ -1,7 +1,7 @@
 # ptsim: the commands a user and CI need.
 GO ?= go
 
-.PHONY: test bench demo lint fmt-check vet
+.PHONY: test bench demo docs docs-deps lint fmt-check vet
 
 # test is what CI runs (.ci/run): formatting, vet, and every test under the
 # race detector.
@@ -25,6 +25,17 @@ bench:
 # published figures.
 demo:
 	$(GO) run ./cmd/ptsim demo
+
+# docs regenerates everything in README.md and docs/ that comes from runs:
+# script outputs, exercises, the table pictures (DOT rendered to SVG by
+# Graphviz, see docs-deps) and the plots. `go test ./internal/docgen`
+# fails when any of it is stale.
+docs:
+	$(GO) run ./internal/docgen
+
+# docs-deps installs Graphviz from Debian's packages when dot is missing.
+docs-deps:
+	@command -v dot >/dev/null 2>&1 || (apt-get update && apt-get install -y graphviz)
 
 lint: fmt-check vet
 	cd bench && $(GO) vet ./...
