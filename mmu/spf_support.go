@@ -232,3 +232,19 @@ func (d *detachCollector) RemoveTable(pt *pgtable.PageTable, t *pgtable.Table) {
 	}
 	d.tables = append(d.tables, t)
 }
+
+// AnonMergeTargets returns the neighbours that a private anonymous Mmap of
+// [addr, addr+length) with prot would merge with (vma_merge's prev and
+// next), nil where it would not: the VMAs whose vma_start_write a Linux
+// 6.4 writer takes before expanding or removing them.
+func (mm *MM) AnonMergeTargets(addr, length uint64, prot Prot) (prev, next *VMA) {
+	probe := &VMA{Start: addr, End: addr + length, Flags: prot.flags() | VMMayRead | VMMayWrite | VMMayExec}
+	p, n := mm.vmas.neighbours(probe.Start, probe.End)
+	if p != nil && mergeable(p, probe, mm.pageShift()) {
+		prev = p
+	}
+	if n != nil && mergeable(probe, n, mm.pageShift()) {
+		next = n
+	}
+	return prev, next
+}

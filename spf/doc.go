@@ -30,6 +30,41 @@
 //     they change, waiting for its readers; mmap_write_unlock releases
 //     them all by bumping mm_lock_seq.
 //
+// Shared resources. Besides mmap_lock (or the VMA's lock) and the PTE
+// table's lock, every anonymous write fault touches state that all
+// CPUs share, and Linux amortises each over a per-CPU batch (see
+// shared.go; batch sizes of Linux 5.12-5.17, the kernels of the
+// published pft runs):
+//
+//   - zone->lock, taken by rmqueue_bulk to refill a CPU's page list with
+//     pcp->batch pages (zone_batchsize(): 63 for a zone of 1 GiB or
+//     more): the lock word's line, the free lists' line and the work of
+//     moving the pages (pcp_refills, buddy_pages), all while others wait;
+//   - the memcg page counters, charged MEMCG_CHARGE_BATCH (32) pages at a
+//     time on the cgroup and each ancestor (page_counter_charges; four
+//     levels, a systemd login session's depth);
+//   - lruvec->lru_lock, taken by __pagevec_lru_add every PAGEVEC_SIZE (15)
+//     pages (lru_add_batches, lru_add_pages), with the lruvec's lists;
+//   - per-CPU counters folded into shared atomics (percpu_folds): vmstat
+//     items past stat_threshold (calculate_normal_threshold), memcg
+//     statistics and the PGFAULT event past MEMCG_CHARGE_BATCH, a task's
+//     RSS counts every TASK_RSS_EVENTS_THRESH (64) faults.
+//
+// Each shared line is a line in the MESI sense (transfers serialise);
+// each lock is a line held for its critical section, waiters spinning.
+// All three fault paths pay them, so they bound the speculative path's
+// throughput too. mmap_lock's writers spin on a running writer owner
+// (rwsem optimistic spinning) and sleep behind readers; readers sleep.
+//
+// Workloads: PFT is Linux's pft (threads faulting slices of one mapped
+// range while a writer maps and unmaps); MapFault is Suren
+// Baghdasaryan's spf_test and the app-launch shape of the per-VMA-lock
+// series: threads mapping their own areas with mmap(NULL) (placed next
+// to each other top-down, merging as vma_merge would unless a guard page
+// separates them) and faulting them, and optionally a working set in a
+// shared VMA. Under per-VMA locks a mapping that merges write-locks the
+// VMA it expands (vma_start_write), waiting for that VMA's readers.
+//
 // Counters: spf_attempts counts speculative attempts (in vma mode, calls
 // of lock_vma_under_rcu), spf_success those that completed without
 // mmap_lock, spf_retries those that fell back to it; the spf_abort_*

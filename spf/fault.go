@@ -63,6 +63,7 @@ func (s *Sim) fault(t *Thread, addr uint64, kind mmu.AccessKind) error {
 	s.charge(t)
 	start := t.st.Clock
 	s.mm.Meter().Note(cost.Faults, 1, addr, uint64(kind))
+	s.faultCounters(t)
 	var err error
 	done := false
 	switch s.opt.Mode {
@@ -92,10 +93,12 @@ func (s *Sim) fault(t *Thread, addr uint64, kind mmu.AccessKind) error {
 func (s *Sim) classicFault(t *Thread, addr uint64, kind mmu.AccessKind) error {
 	s.downRead(t, &s.mmapLock)
 	s.waitPTL(t, addr)
+	allocs := s.mm.Meter().Count(cost.FolioAllocs)
 	err := s.mm.FaultLocked(addr, kind)
 	if err == nil {
 		s.checkMapped(addr)
 	}
+	s.newAnonPages(t, s.mm.Meter().Count(cost.FolioAllocs)-allocs)
 	s.upRead(t, &s.mmapLock)
 	return err
 }
@@ -265,9 +268,11 @@ func (s *Sim) speculativeFault(t *Thread, addr uint64, kind mmu.AccessKind) (boo
 		return s.abort(cost.SPFAbortNoSpeculate)
 	}
 	s.held = append(s.held, f)
+	s.allocAnonPage(t)
 	release := func() {
 		s.unhold(f)
 		mm.ReleasePage(f)
+		s.freeAnonPage(t)
 		s.walkEnd(t)
 	}
 	s.yield(t, sched.Step)
@@ -308,10 +313,18 @@ func (s *Sim) speculativeFault(t *Thread, addr uint64, kind mmu.AccessKind) (boo
 	if v.Detached {
 		s.violate(page, false, "speculative fault at %#x committing into VMA %s after it was unmapped", page, v)
 	}
-	if !mm.CommitAnonPage(&pvma, page, ptep, f) {
+	committed := mm.CommitAnonPage(&pvma, page, ptep, f)
+	if !committed {
 		mm.ReleasePage(f)
 	}
 	s.unhold(f)
+	// Still under the PTE lock, as do_anonymous_page adds the page to
+	// the LRU before set_pte_at.
+	if committed {
+		s.mapAnonPage(t)
+	} else {
+		s.freeAnonPage(t)
+	}
 	lk.Unlock(int32(t.st.ID))
 	s.walkEnd(t)
 	s.checkMapped(page)
@@ -387,7 +400,9 @@ func (s *Sim) vmaFault(t *Thread, addr uint64, kind mmu.AccessKind) (bool, error
 		return fail()
 	}
 	s.waitPTL(t, addr)
+	allocs := mm.Meter().Count(cost.FolioAllocs)
 	err := mm.HandleVMAFault(&mmu.Fault{VMA: v, Addr: addr &^ (s.m.Arch().PageSize() - 1), Kind: kind})
+	s.newAnonPages(t, mm.Meter().Count(cost.FolioAllocs)-allocs)
 	if err == nil {
 		s.checkMapped(addr)
 		if v.Detached {

@@ -103,15 +103,26 @@ func (s *Sim) upRead(t *Thread, l *rwsem) {
 	s.yield(t, sched.Release)
 }
 
-// downWrite is mmap_write_lock: the sequence count goes odd.
+// downWrite is mmap_write_lock: the sequence count goes odd. A writer
+// that finds another writer running in the lock spins on it
+// (rwsem_optimistic_spin, CONFIG_RWSEM_SPIN_ON_OWNER) and takes the lock
+// when it is released, without sleeping; one that finds readers in
+// sleeps until they leave.
 func (s *Sim) downWrite(t *Thread, l *rwsem) {
 	s.yield(t, sched.Acquire)
 	s.atomic(t, &l.line)
 	if l.readers != 0 || l.writer != 0 {
+		spin := l.readers == 0
 		l.waitingWriters++
 		s.block(t, func() bool { return l.readers == 0 && l.writer == 0 })
 		l.waitingWriters--
-		s.sleep(t, l.releasedAt)
+		l.writer = t.st.ID
+		if spin {
+			t.st.WaitUntil(l.releasedAt)
+			s.atomic(t, &l.line)
+		} else {
+			s.sleep(t, l.releasedAt)
+		}
 	}
 	l.writer = t.st.ID
 	s.mm.MmapWriteLock() // counts mmap_locks

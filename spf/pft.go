@@ -180,25 +180,83 @@ func writerSpot(mm *mmu.MM, from, length uint64) (uint64, error) {
 	return 0, fmt.Errorf("pft: no free spot for the writer above %#x: %w", from, mmu.ENOMEM)
 }
 
-// MapFaultConfig describes Suren Baghdasaryan's spf_test (Pixel 6,
-// 2022): Threads threads of one address space, each repeatedly mapping
-// VMAs anonymous VMAs of Pages pages at its own addresses, writing every
-// page, and unmapping them, Rounds times.
+// MapFaultConfig describes the shape of Suren Baghdasaryan's spf_test
+// (Pixel 6, 2022) and of the Android app launches per-VMA locks were
+// built for: Threads threads of one address space start together; each
+// maps its areas with mmap(NULL, ...) ("each thread mmaps several areas
+// upon startup ... which requires taking mmap_lock in write mode"), then
+// writes every page of them ("page faults take mmap_lock in read mode").
+// Writers and faults of different threads interleave; the test's time
+// runs until the last thread is done.
 type MapFaultConfig struct {
-	// Threads, VMAs, Pages and Rounds shape the test.
-	Threads, VMAs, Pages, Rounds int
-	// Base is where thread 0 maps; each thread gets its own 1 GiB.
-	Base uint64
+	// Threads is the number of threads; thread i runs on CPU i.
+	Threads int
+	// Areas are the areas each thread maps, in order. Without Areas,
+	// each thread maps VMAs unguarded areas of Pages pages (spf_test).
+	Areas       []MapFaultArea
+	VMAs, Pages int
+	// Top is where mmap(NULL) places guarded areas: the highest free
+	// range below it, as below mmap_base (0: 0x7f00_0000_0000). Areas
+	// mapped one after the other lie next to each other.
+	Top uint64
+	// SharedTop is where unguarded areas go (0: Top - 1 GiB).
+	// Unguarded areas merge with each other where vma_merge would, so
+	// that different threads' areas share a VMA; Android names such
+	// mappings (PR_SET_VMA_ANON_NAME), and anonymous VMAs merge only
+	// with equal names, which the model, without VMA names, keeps apart
+	// by placing them in a region of their own.
+	SharedTop uint64
+	// Interleave writes each area's pages right after mapping it, before
+	// mapping the next; else all areas are mapped first.
+	Interleave bool
+	// WorkingSet is the number of pages each thread then writes in the
+	// working-set VMA [WorkingSetAddr, +Threads*WorkingSet pages), which
+	// must be mapped, each thread in its own slice (0: none).
+	WorkingSet     int
+	WorkingSetAddr uint64
 }
 
-// MapFault runs the spf_test workload and returns its makespan (ps) and
-// fault count. Errors: EINVAL for a bad shape or too few CPUs, and any
-// error of the run.
+// MapFaultArea is one area a MapFault thread maps and faults.
+type MapFaultArea struct {
+	// Pages is its size, every page written.
+	Pages int
+	// Guard maps a PROT_NONE page right below it (a pthread stack's or
+	// bionic signal stack's guard page), so that it never merges.
+	Guard bool
+}
+
+// MapFault runs the spf_test workload. Its result's ElapsedPS is the
+// whole test's makespan (from the threads' start to the last one's
+// end), the figure spf_test reports; Faults counts the page faults.
+// Errors: EINVAL for a bad shape or too few CPUs, and any error of the
+// run, naming its seed.
 func MapFault(mm *mmu.MM, cfg MapFaultConfig, opt Options) (PFTResult, error) {
 	var res PFTResult
+	if mm == nil {
+		return res, fmt.Errorf("mapfault: no address space: %w", mmu.EINVAL)
+	}
 	m := mm.Machine()
 	ps := m.Arch().PageSize()
-	if cfg.Threads <= 0 || cfg.VMAs <= 0 || cfg.Pages <= 0 || cfg.Rounds <= 0 || cfg.Threads > m.CPUs() || cfg.Base&(1<<30-1) != 0 {
+	if cfg.Top == 0 {
+		cfg.Top = 0x7f00_0000_0000
+	}
+	if cfg.SharedTop == 0 && cfg.Top > 1<<30 {
+		cfg.SharedTop = cfg.Top - 1<<30
+	}
+	areas := cfg.Areas
+	if len(areas) == 0 && cfg.VMAs > 0 && cfg.Pages > 0 {
+		for range cfg.VMAs {
+			areas = append(areas, MapFaultArea{Pages: cfg.Pages})
+		}
+	}
+	bad := cfg.Threads <= 0 || len(areas) == 0 || cfg.Threads > m.CPUs()
+	for _, top := range []uint64{cfg.Top, cfg.SharedTop} {
+		bad = bad || top&(ps-1) != 0 || top < ps || !m.Arch().User.Contains(top-ps, ps)
+	}
+	for _, a := range areas {
+		bad = bad || a.Pages <= 0
+	}
+	if bad {
 		return res, fmt.Errorf("mapfault %+v on %d CPUs: %w", cfg, m.CPUs(), mmu.EINVAL)
 	}
 	sim, err := New(mm, opt)
@@ -206,33 +264,42 @@ func MapFault(mm *mmu.MM, cfg MapFaultConfig, opt Options) (PFTResult, error) {
 		return res, err
 	}
 	before := mm.Meter().Counts()
-	vlen := uint64(cfg.Pages) * ps
+	var end uint64
 	for i := 0; i < cfg.Threads; i++ {
-		base := cfg.Base + uint64(i)<<30
 		if err := sim.Go(fmt.Sprintf("map%d", i), i, func(t *Thread) {
-			for r := 0; r < cfg.Rounds; r++ {
-				for v := 0; v < cfg.VMAs; v++ {
-					a := base + uint64(v)*(vlen+ps)
-					if err := t.Mmap(a, vlen, mmu.ProtRead|mmu.ProtWrite, mmu.MapFlags{}); err != nil {
+			write := func(a uint64, pages int) {
+				for p := a; p < a+uint64(pages)*ps; p += ps {
+					if err := t.Write(p, p); err != nil {
 						t.Fail(err)
 					}
-				}
-				for v := 0; v < cfg.VMAs; v++ {
-					a := base + uint64(v)*(vlen+ps)
-					for p := a; p < a+vlen; p += ps {
-						if err := t.Write(p, p); err != nil {
-							t.Fail(err)
-						}
-						t.Yield()
-					}
-				}
-				for v := 0; v < cfg.VMAs; v++ {
-					a := base + uint64(v)*(vlen+ps)
-					if err := t.Munmap(a, vlen); err != nil {
-						t.Fail(err)
-					}
+					t.Yield()
 				}
 			}
+			addrs := make([]uint64, len(areas))
+			for i, ar := range areas {
+				top, guard := cfg.SharedTop, uint64(0)
+				if ar.Guard {
+					top, guard = cfg.Top, ps
+				}
+				a, err := t.mmapAnon(uint64(ar.Pages)*ps, guard, mmu.ProtRead|mmu.ProtWrite, top)
+				if err != nil {
+					t.Fail(err)
+				}
+				addrs[i] = a
+				if cfg.Interleave {
+					write(a, ar.Pages)
+				}
+			}
+			if !cfg.Interleave {
+				for i, a := range addrs {
+					write(a, areas[i].Pages)
+				}
+			}
+			if cfg.WorkingSet > 0 {
+				write(cfg.WorkingSetAddr+uint64(t.ID()-1)*uint64(cfg.WorkingSet)*ps, cfg.WorkingSet)
+			}
+			sim.charge(t)
+			end = max(end, t.Clock())
 		}); err != nil {
 			return res, err
 		}
@@ -244,7 +311,7 @@ func MapFault(mm *mmu.MM, cfg MapFaultConfig, opt Options) (PFTResult, error) {
 	d := after.Sub(&before)
 	res.Threads = cfg.Threads
 	res.Faults = sim.Faults()
-	res.ElapsedPS = sim.ElapsedPS()
+	res.ElapsedPS = end
 	res.Attempts, res.Success, res.Retries = d[cost.SPFAttempts], d[cost.SPFSuccess], d[cost.SPFRetries]
 	res.Seed, res.Hash = sim.opt.Seed, sim.s.Hash()
 	return res, nil

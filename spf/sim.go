@@ -60,6 +60,9 @@ type Sim struct {
 	vmaLocks map[*mmu.VMA]*vmaLock
 	// ptl are the PTE tables' lock lines, by table.
 	ptl map[*pgtable.Table]*line
+	// shared are the fault path's other shared resources (page
+	// allocator, memcg, LRU, statistics); see shared.go.
+	shared *faultShared
 	// sections maps a thread to its open speculative walk section (RCU
 	// or IRQ-off), 0 when none; nextSection numbers sections.
 	sections    map[int]uint64
@@ -123,6 +126,7 @@ func New(mm *mmu.MM, opt Options) (*Sim, error) {
 	}
 	sim.mmapLock.line = newLine(cpus)
 	sim.mmLine = newLine(cpus)
+	sim.shared = newFaultShared(cpus, m.Memory().Frames(), m.Arch().Geometry.PageShift)
 	m.AddHolder(sim)
 	return sim, nil
 }

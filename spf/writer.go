@@ -41,16 +41,12 @@ func (t *Thread) Munmap(addr, length uint64) error {
 	end := addr + (length+ps-1)&^(ps-1)
 	mm.Meter().Add(cost.Syscalls, 1)
 	s.downWrite(t, &s.mmapLock)
-	for _, v := range mm.VMAsIn(addr, end) {
-		s.vmaStartWrite(t, v)
-	}
+	s.vmaStartWriteAll(t, mm.VMAsIn(addr, end))
 	if err := mm.SplitEnds(addr, end); err != nil {
 		s.upWrite(t, &s.mmapLock)
 		return fmt.Errorf("munmap %#x: %w", addr, err)
 	}
-	for _, v := range mm.VMAsIn(addr, end) {
-		s.vmaStartWrite(t, v)
-	}
+	s.vmaStartWriteAll(t, mm.VMAsIn(addr, end))
 	s.yield(t, sched.Step)
 	s.waitPTLRange(t, addr, end)
 	walkers := s.openSections()
@@ -84,4 +80,93 @@ func (t *Thread) Munmap(addr, length uint64) error {
 	}
 	s.upRead(t, &s.mmapLock)
 	return nil
+}
+
+// vmaStartWriteAll write-locks vs for per-VMA locking (vma_start_write),
+// waiting for their readers; kernels without per-VMA locks (the other
+// modes) have no such step.
+func (s *Sim) vmaStartWriteAll(t *Thread, vs ...[]*mmu.VMA) {
+	if s.opt.Mode != mmu.SPFVMA {
+		return
+	}
+	for _, l := range vs {
+		for _, v := range l {
+			if v != nil {
+				s.vmaStartWrite(t, v)
+			}
+		}
+	}
+}
+
+// MmapAnon maps length bytes of private anonymous memory with prot where
+// the kernel chooses, as mmap(NULL, ...) does: the highest free range
+// below top (top-down, vm_unmapped_area), which lies next to the last
+// area mapped there, so that the new area merges with a compatible
+// neighbour (vma_merge). Under per-VMA locks the neighbours it expands or
+// removes are write-locked first (vma_start_write, waiting for their
+// readers). It returns the address; ENOMEM when no range is free,
+// EINVAL for a zero or unaligned length.
+func (t *Thread) MmapAnon(length uint64, prot mmu.Prot, top uint64) (uint64, error) {
+	return t.mmapAnon(length, 0, prot, top)
+}
+
+// mmapAnon is MmapAnon with a PROT_NONE guard of guard bytes mapped
+// right below the area in the same write section (as pthread stacks
+// and bionic's signal stacks have: mmap, then mprotect of the lowest
+// pages), so that the area never merges with what lies below it.
+func (t *Thread) mmapAnon(length, guard uint64, prot mmu.Prot, top uint64) (uint64, error) {
+	s := t.sim
+	mm := s.mm
+	ps := s.m.Arch().PageSize()
+	if length == 0 || length&(ps-1) != 0 || guard&(ps-1) != 0 {
+		return 0, fmt.Errorf("mmap NULL+%#x: %w", length, mmu.EINVAL)
+	}
+	s.downWrite(t, &s.mmapLock)
+	lo, ok := freeTopDown(mm, length+guard, s.m.Arch().Caps.MmapMinAddr+ps, top)
+	if !ok {
+		s.upWrite(t, &s.mmapLock)
+		return 0, fmt.Errorf("mmap NULL+%#x below %#x: no free range: %w", length, top, mmu.ENOMEM)
+	}
+	addr := lo + guard
+	prev, next := mm.AnonMergeTargets(addr, length, prot)
+	if guard > 0 {
+		prev = nil
+	}
+	s.vmaStartWriteAll(t, []*mmu.VMA{prev, next})
+	s.yield(t, sched.Step)
+	var err error
+	if guard > 0 {
+		err = mm.Mmap(lo, guard, 0, mmu.MapFlags{})
+	}
+	if err == nil {
+		err = mm.Mmap(addr, length, prot, mmu.MapFlags{})
+	}
+	s.upWrite(t, &s.mmapLock)
+	return addr, err
+}
+
+// freeTopDown is vm_unmapped_area top-down: the highest a with [a,
+// a+length) free and inside [low, high).
+func freeTopDown(mm *mmu.MM, length, low, high uint64) (uint64, bool) {
+	if high < low || high-low < length {
+		return 0, false
+	}
+	vmas := mm.VMAs()
+	gapEnd := high
+	for i := len(vmas) - 1; i >= 0 && gapEnd > low; i-- {
+		v := vmas[i]
+		if v.Start >= gapEnd {
+			continue
+		}
+		if v.End < gapEnd {
+			if gs := max(v.End, low); gapEnd-gs >= length {
+				return gapEnd - length, true
+			}
+		}
+		gapEnd = v.Start
+	}
+	if gapEnd > low && gapEnd-low >= length {
+		return gapEnd - length, true
+	}
+	return 0, false
 }

@@ -86,6 +86,15 @@ var Costs = cost.MustTable("arm64", map[cost.Event]cost.Figure{
 	cost.RmapPageDups: {PS: 32_500, Source: "derived: x86 fit of D. Hildenbrand's fork table (19.5 ns = 7 ns locked bit clear + 12.5 ns struct page line from DRAM) with the clear as an LSE atomic (~40 cycles at ~2 GHz)"},
 	cost.PageCopies:   {PS: 1_000_000, Source: "derived: a 4 KiB copy reads and writes 4 KiB, twice the traffic of pt_allocs' DC ZVA clear at ~8 GB/s (0.5 us)"},
 
+	// The fault path's shared batches (package spf; see the x86 table):
+	// the same work at ~2 GHz, locks and atomics as LSE atomics.
+	cost.PCPRefills:         {PS: 50_000, Source: "derived: spin_lock + spin_unlock (pt_locks, 40 ns) + the x86 estimate's ~20 cycles of rmqueue_bulk set-up at ~2 GHz"},
+	cost.BuddyPages:         {PS: 50_000, Source: "derived: the x86 estimate's ~100 cycles per page of __rmqueue_smallest, expand and list_add_tail at ~2 GHz"},
+	cost.LRUAddBatches:      {PS: 45_000, Source: "derived: spin_lock_irqsave + unlock (pt_locks, 40 ns) + DAIF save/restore ~10 cycles at ~2 GHz"},
+	cost.LRUAddPages:        {PS: 33_000, Source: "derived: SetPageLRU as one LSE atomic (ref_atomics, 20 ns) + the x86 estimate's ~25 other cycles at ~2 GHz"},
+	cost.PageCounterCharges: {PS: 20_000, Source: "derived: one LSE atomic (LDADD), as ref_atomics"},
+	cost.PercpuFolds:        {PS: 20_000, Source: "derived: one LSE atomic (STADD), as ref_atomics"},
+
 	// Page faults and contpte (F8, F9). Kefeng Wang's page_fault3 table
 	// (specs/contpte.md 2.10: will-it-scale page_fault3_processes -t 128
 	// on a 128-core arm64 server, pages per second over all processes)

@@ -56,6 +56,36 @@ var Costs = cost.MustTable("x86_64", map[cost.Event]cost.Figure{
 	// Linux threads", 2018). A sleeping lock waiter pays two.
 	cost.ContextSwitches: {PS: 1_200_000, Source: "Eli Bendersky 2018, futex ping-pong between threads: ~1.2 us per context switch"},
 
+	// The fault path's other shared resources (package spf, F13 and
+	// F14): the work done under zone->lock and lru_lock, and the atomics
+	// that fold per-CPU batches into shared counters. Waiting for the
+	// locks and moving their lines between CPUs are priced by the
+	// simulation (line_transfers); these figures are the work itself.
+	//
+	// PCPRefills: rmqueue_bulk's fixed part: an uncontended spin_lock
+	// and spin_unlock of zone->lock (as pt_locks, 8 ns) and ~20 cycles of
+	// loop set-up and the NR_FREE_PAGES update.
+	cost.PCPRefills: {PS: 16_000, Source: "derived: spin_lock + spin_unlock (pt_locks, 8 ns: LOCK CMPXCHG ~18 cycles on Skylake, Agner Fog) + ~20 cycles of rmqueue_bulk set-up and stat update at 2.5 GHz"},
+	// BuddyPages: per page moved to the per-CPU list, __rmqueue_smallest
+	// (take the first page of the smallest non-empty free list),
+	// del_page_from_free_list, expand's split (one halving per page on
+	// average when a batch breaks up a larger block), set_pcppage_
+	// migratetype, check_new_pcp and list_add_tail: ~100 cycles, the
+	// struct pages streaming in order (prefetched).
+	cost.BuddyPages: {PS: 40_000, Source: "estimate: ~100 cycles per page of __rmqueue_smallest, expand and list_add_tail at 2.5 GHz (of the same order as page_bench01's ~250-cycle order-0 alloc+free pair, J. D. Brouer 2016, which needs no buddy work)"},
+	// LRUAddBatches: __pagevec_lru_add's lru_lock taken with IRQs saved
+	// (LOCK CMPXCHG ~18 cycles + pushf/cli/popf ~20 cycles) and released.
+	cost.LRUAddBatches: {PS: 16_000, Source: "derived: spin_lock_irqsave + unlock: LOCK CMPXCHG ~18 cycles and pushf/cli/popf ~20 cycles on Skylake (Agner Fog) at 2.5 GHz"},
+	// LRUAddPages: per page, SetPageLRU (a locked bit set, ~18 cycles),
+	// list_add (~5), the lruvec lookup and update_lru_size's per-CPU
+	// adds (~20): ~45 cycles.
+	cost.LRUAddPages: {PS: 18_000, Source: "estimate: SetPageLRU (locked bit op ~18 cycles, Agner Fog), list_add and update_lru_size's per-CPU adds, ~45 cycles at 2.5 GHz"},
+	// PageCounterCharges and PercpuFolds: one locked RMW each
+	// (atomic_long_add_return on a page_counter's usage, atomic_long_add
+	// of a folded delta).
+	cost.PageCounterCharges: {PS: 7_000, Source: "derived: one LOCK XADD ~18 cycles on Skylake (Agner Fog) at 2.5 GHz, as ref_atomics"},
+	cost.PercpuFolds:        {PS: 7_000, Source: "derived: one LOCK XADD ~18 cycles on Skylake (Agner Fog) at 2.5 GHz, as ref_atomics"},
+
 	// HugeTLB vmemmap optimisation (F10, F11): figures fitted to the
 	// allocation rows of Kravetz and Martins' "Batch hugetlb vmemmap
 	// modification operations" (v2/v6 cover letters, specs/vmemmap.md

@@ -27,15 +27,29 @@ func TestF13InBand(t *testing.T) {
 	}
 }
 
-// TestF14Computes runs F14. Its value is reported by `ptsim demo`; it
-// lands below the band (see the experiment's note), so this test only
-// asserts that the experiment runs and yields a finite share.
-func TestF14Computes(t *testing.T) {
+// TestF14InBand runs F14 and asserts the share lands in its band, and
+// that it falls as the shared working set's part of the faults grows
+// (the mechanism the note gives).
+func TestF14InBand(t *testing.T) {
 	r, err := runF14()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(r.Measures) != 1 || math.IsNaN(r.Measures[0].Value) || math.IsInf(r.Measures[0].Value, 0) {
 		t.Fatalf("F14 measures %+v", r.Measures)
+	}
+	if m := r.Measures[0]; !m.InBand() {
+		t.Errorf("%s = %.3g, band %v", m.Name, m.Value, m.Band)
+	}
+	none, _, _, err := launchShare(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, _, _, err := launchShare(2 * f14WorkingSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(none > r.Measures[0].Value && r.Measures[0].Value > more) {
+		t.Errorf("share with no / equal / double working set: %.3f, %.3f, %.3f; want it falling", none, r.Measures[0].Value, more)
 	}
 }
