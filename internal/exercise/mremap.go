@@ -310,22 +310,26 @@ func buildMremap(r *rng, archName string) (*Exercise, *mremapCase, error) {
 	for _, st := range tc.steps {
 		moving += uint64(len(st.flushes))
 	}
-	ans.f("3. %s during the move; %s more when the old VMA is unmapped; tlb_flush_range %d in all.",
-		plural(moving, "flush_tlb_range", "flush_tlb_range calls"), plural(uint64(len(tc.afterFlushes)), "call", "calls"), c[cost.TLBFlushRange])
+	after := "none more when the old VMA is unmapped"
+	if n := uint64(len(tc.afterFlushes)); n > 0 {
+		after = plural(n, "more", "more") + " when the old VMA is unmapped"
+	}
+	ans.f("3. %s during the move, %s: tlb_flush_range %d in all.",
+		plural(moving, "flush_tlb_range", "flush_tlb_range calls"), after, c[cost.TLBFlushRange])
 	if len(tc.afterFlushes) > 0 {
 		ans.para("   ", "Unmapping the old VMA zaps nothing (its PTEs are gone) but frees its now empty page "+
 			"tables (free_pgtables); the mmu_gather flushes the range of the freed tables so no CPU keeps "+
 			"a walk through them (tlb_finish_mmu).")
 	}
 	ans.f("   Tables allocated %d (destination tables, alloc_new_pud/alloc_new_pmd/pte_alloc), freed %d.", c[cost.PTAllocs], c[cost.PTFrees])
-	var after strings.Builder
-	if err := mm.PageTable().Dump(&after, pgtable.DumpOptions{Start: dst, End: dst + ln, Title: "after, new range"}); err != nil {
+	var afterDump strings.Builder
+	if err := mm.PageTable().Dump(&afterDump, pgtable.DumpOptions{Start: dst, End: dst + ln, Title: "after, new range"}); err != nil {
 		return nil, nil, err
 	}
 	ans.f("")
 	ans.f("The new range's tables after the move:")
 	ans.f("")
-	for _, l := range strings.Split(strings.TrimSuffix(after.String(), "\n"), "\n") {
+	for _, l := range strings.Split(strings.TrimSuffix(afterDump.String(), "\n"), "\n") {
 		ans.f("    %s", l)
 	}
 	return &Exercise{Problem: pb.String(), Answer: ans.String()}, tc, nil
