@@ -5,6 +5,11 @@
 // BenchmarkX (ptsim), using the custom "ns/page" metric that both report.
 // When a benchmark appears several times (-count=N) the median is used.
 //
+// With -targets it also checks every benchmark and test result in its
+// input against TARGETS.md's speed targets P1-P7 and prints them: runs,
+// median, range, limit, median as a share of the limit, verdict. The
+// project's `make bench` feeds it all of them.
+//
 // Usage:
 //
 //	go test -run '^$' -bench . -benchtime=2s . | go run ./cmd/compare
@@ -12,6 +17,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
@@ -173,24 +179,46 @@ func num(v float64, prec int) string {
 
 func main() {
 	echo := flag.Bool("echo", false, "copy the benchmark input to stderr while reading it")
+	targets := flag.Bool("targets", false, "also print TARGETS.md's P1-P7 from every benchmark and test result in the input")
 	flag.Parse()
 
 	var in io.Reader = os.Stdin
 	if *echo {
 		in = io.TeeReader(os.Stdin, os.Stderr)
 	}
-	vals, err := Parse(in, metricUnit)
+	input, err := io.ReadAll(in)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compare: reading input:", err)
+		os.Exit(1)
+	}
+	vals, err := Parse(bytes.NewReader(input), metricUnit)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "compare: reading input:", err)
 		os.Exit(1)
 	}
 	rows := Compare(vals)
-	if len(rows) == 0 {
+	if len(rows) == 0 && !*targets {
 		fmt.Fprintf(os.Stderr, "compare: no BenchmarkGVisor* results with a %q metric on stdin\n", metricUnit)
 		os.Exit(1)
 	}
-	if err := WriteTable(os.Stdout, rows); err != nil {
-		fmt.Fprintln(os.Stderr, "compare:", err)
-		os.Exit(1)
+	if len(rows) > 0 {
+		if err := WriteTable(os.Stdout, rows); err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+			os.Exit(1)
+		}
+	}
+	if *targets {
+		res, err := ParseResults(bytes.NewReader(input))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "compare: reading input:", err)
+			os.Exit(1)
+		}
+		if len(rows) > 0 {
+			fmt.Println()
+		}
+		if err := WriteTargets(os.Stdout, EvalTargets(res)); err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+			os.Exit(1)
+		}
 	}
 }
