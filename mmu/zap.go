@@ -72,6 +72,17 @@ func (mm *MM) FolioPTEBatch(addr uint64, p pgtable.Ptr, e pgtable.Entry, folio p
 	es, quiet := mm.pt.QuietPTEs(p, max(maxNr, 0))
 	reads := 0
 	for nr < maxNr {
+		if quiet && es[nr] == raw {
+			// A run of PTEs each equal to the one before advanced
+			// by a frame: they match and merge nothing new (see
+			// raw), so they are read and skipped in one scan.
+			var k int
+			k, raw = fm.PTERun(es[nr:maxNr], raw)
+			reads += k
+			expected = fm.AdvancePFN(expected, pgtable.PTE, uint64(k))
+			nr += k
+			continue
+		}
 		q := p.Add(nr)
 		var cur pgtable.Entry
 		if quiet {

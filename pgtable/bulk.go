@@ -32,9 +32,18 @@ func (pt *PageTable) bulkSetPTEs(p Ptr, e Entry, nr int) {
 	step := Entry(1) << f.PageShift
 	mask := f.PTE.AddrMask
 	always := f.SetAlways // a local: the stores below may alias f
+	es := t.entries[p.I : p.I+nr]
+	if (e|always)&^mask&^ignore != none&^mask {
+		// The entries written differ from none in their flag bits,
+		// which the run does not change: none of them is none, so
+		// each is a set, and the use count grows by the empty slots
+		// filled. The common case (a fresh child table at fork).
+		t.used += setLiveRun(es, e, always, mask, step, ignore, none)
+		pt.meter.Add(cost.PTESets, uint64(nr))
+		return
+	}
 	var sets, clears uint64
 	used := t.used
-	es := t.entries[p.I : p.I+nr]
 	for i := range es {
 		n := e | always
 		oldNone, newNone := es[i]&^ignore == none, n&^ignore == none
@@ -70,35 +79,46 @@ func (pt *PageTable) bulkWrprotect(p Ptr, nr int) {
 	t := p.T
 	ignore := f.NoneIgnore
 	none := f.None[PTE] &^ ignore
+	addr := f.PTE.AddrMask
 	var sets, clears uint64
 	used := t.used
 	es := t.entries[p.I : p.I+nr]
 	// pte_wrprotect changes flag bits only and reads no address bit: a
 	// run of entries with the same flags (one folio's PTEs) is computed
-	// once.
-	addr := f.PTE.AddrMask
-	lastIn, lastOut := ^Entry(0), Entry(0)
-	for i := range es {
-		old := es[i]
-		if old&^addr != lastIn {
-			lastIn = old &^ addr
-			lastOut = f.Wrprotect(lastIn, PTE) | f.SetAlways
+	// once, and written in a loop of its own.
+	for i := 0; i < len(es); {
+		in := es[i] &^ addr
+		out := f.Wrprotect(in, PTE) | f.SetAlways
+		j := i
+		if in&^ignore != none&^addr && out&^ignore != none&^addr {
+			// Neither the entries nor their write-protected values
+			// are none, whatever their frames: sets that leave the
+			// use count alone.
+			j += wrprotectLiveRun(es[i:], in, out, addr)
+			sets += uint64(j - i)
+			i = j
+			continue
 		}
-		n := old&addr | lastOut
-		oldNone, newNone := old&^ignore == none, n&^ignore == none
-		es[i] = n
-		if oldNone != newNone {
-			if newNone {
-				used--
-			} else {
-				used++
+		for j < len(es) && es[j]&^addr == in {
+			old := es[j]
+			n := old&addr | out
+			es[j] = n
+			oldNone, newNone := old&^ignore == none, n&^ignore == none
+			if oldNone != newNone {
+				if newNone {
+					used--
+				} else {
+					used++
+				}
 			}
+			if newNone {
+				clears++
+			} else {
+				sets++
+			}
+			j++
 		}
-		if newNone {
-			clears++
-		} else {
-			sets++
-		}
+		i = j
 	}
 	t.used = used
 	pt.meter.Add(cost.EntryReads, uint64(nr))
@@ -108,6 +128,60 @@ func (pt *PageTable) bulkWrprotect(p Ptr, nr int) {
 	if clears != 0 {
 		pt.meter.Add(cost.PTEClears, clears)
 	}
+}
+
+// setLiveRun stores e|always into every slot of es, e advancing by one
+// frame (step, in the address bits mask) from slot to slot, and returns
+// how many slots were none (ignoring the bits ignore) before. A leaf of
+// its own (not inlined into its caller, whose calls would make the
+// loop spill), so that its loop keeps everything in registers.
+//
+//go:noinline
+func setLiveRun(es []Entry, e, always, mask, step, ignore, none Entry) int32 {
+	filled := int32(0)
+	for i := range es {
+		if es[i]&^ignore == none {
+			filled++
+		}
+		es[i] = e | always
+		e = e&^mask | (e&mask+step)&mask // AdvancePFN by one page
+	}
+	return filled
+}
+
+// wrprotectLiveRun gives out as flags to the leading entries of es whose
+// flags (the bits outside addr) are in, and returns how many it changed.
+// A leaf of its own, like setLiveRun.
+//
+//go:noinline
+func wrprotectLiveRun(es []Entry, in, out, addr Entry) int {
+	j := 0
+	for j < len(es) && es[j]&^addr == in {
+		es[j] = es[j]&addr | out
+		j++
+	}
+	return j
+}
+
+// PTERun returns how many leading PTEs of es equal e, e advanced by one
+// frame (AdvancePFN) from each to the next — a run mapping consecutive
+// frames with the same flags — and e advanced past them. It reads es
+// directly and counts nothing (see QuietPTEs).
+func (f *Format) PTERun(es []Entry, e Entry) (int, Entry) {
+	return advancingRun(es, e, f.PTE.AddrMask, Entry(1)<<f.PageShift)
+}
+
+// advancingRun is PTERun as a leaf whose loop stays in registers (not
+// inlined, for the same reason as setLiveRun).
+//
+//go:noinline
+func advancingRun(es []Entry, e, mask, step Entry) (int, Entry) {
+	n := 0
+	for n < len(es) && es[n] == e {
+		e = e&^mask | (e&mask+step)&mask
+		n++
+	}
+	return n, e
 }
 
 // setOnePTE is bulkSetPTEs for one entry, without the loop's set-up.
