@@ -367,9 +367,10 @@ func runF9() (Result, error) {
 		Note: fmt.Sprintf("per convert %.0f ns without BBML2 (%d entry clears, %.0f TLBI RVALE1IS, %.0f DSB ISH, %d repaints) and %.0f ns with it "+
 			"(clears and repaints only; the stale small and contiguous entries may coexist until the caller's flush, which BBML2 without conflict aborts allows). "+
 			"The whole mprotect(r)/mprotect(rw) microbenchmark changes by %+.0f%% (published: 12%% faster); without BBML2 its time is %s: "+
-			"per mprotect pair two syscall entries (2 us each), the two converts' TLBIs and DSBs, and a VMA split and merge "+
-			"(vma_ops, 0.6 us each).",
+			"per mprotect pair two syscall entries (%.1f us each), the two converts' TLBIs and DSBs, and a VMA split and merge "+
+			"(vma_ops, %.1f us each).",
 			per(without), without.n, float64(without.tlbi)/float64(without.converts), float64(without.syncs)/float64(without.converts), without.n,
-			per(with), 100*bench, Shares(&counts, armCosts(), 4)),
+			per(with), 100*bench, Shares(&counts, armCosts(), 4),
+			float64(armCosts().Figure(cost.Syscalls).PS)/1e6, float64(armCosts().Figure(cost.VMAOps).PS)/1e6),
 	}, nil
 }

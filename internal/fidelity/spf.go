@@ -199,7 +199,8 @@ func runF14() (Result, error) {
 			"In shared VMAs (the merged tables, the heap) the VMA's lock is one line every faulting thread bounces, as mmap_lock's, and "+
 			"an mmap that merges write-locks the table VMA for its whole section; SPF only reads. The share therefore falls as the "+
 			"working set's part of the faults grows: %.2f with no working set, %.2f with equal parts (the measure), %.2f with twice "+
-			"the areas' pages.",
+			"the areas' pages. The cover letter gives no split between the two kinds of faults: equal parts is the model's "+
+			"assumption, not a fit to the 75%%.",
 			f14Threads, f14AreaPages, f14WorkingSet, us(t[0]), us(t[1]), r[1].Retries, r[1].Attempts, us(t[2]), r[2].Retries, r[2].Attempts,
 			noWS, share, twiceWS),
 	}, nil
