@@ -163,6 +163,50 @@ func wrprotectLiveRun(es []Entry, in, out, addr Entry) int {
 	return j
 }
 
+// SetEachPTE writes es[i] into the PTE at p+i for every i, as len(es)
+// set_pte_at calls would (SetPTEs of one entry each: the same entries,
+// use count and counts), in one loop. It does so only for a quiet table
+// with the generic PTE operations and reports whether it did; otherwise
+// it writes nothing and the caller writes the entries one by one.
+// Precondition: p.I+len(es) <= p.T.Len().
+func (pt *PageTable) SetEachPTE(p Ptr, es []Entry) bool {
+	if !pt.generic || p.T.level != PTE || !pt.quiet() {
+		return false
+	}
+	f := pt.fmt
+	t := p.T
+	ignore := f.NoneIgnore
+	none := f.None[PTE] &^ ignore
+	always := f.SetAlways
+	var sets, clears uint64
+	used := t.used
+	dst := t.entries[p.I : p.I+len(es)]
+	for i, e := range es {
+		n := e | always
+		oldNone, newNone := dst[i]&^ignore == none, n&^ignore == none
+		dst[i] = n
+		switch {
+		case oldNone && !newNone:
+			used++
+		case !oldNone && newNone:
+			used--
+		}
+		if newNone {
+			clears++
+		} else {
+			sets++
+		}
+	}
+	t.used = used
+	if sets != 0 {
+		pt.meter.Add(cost.PTESets, sets)
+	}
+	if clears != 0 {
+		pt.meter.Add(cost.PTEClears, clears)
+	}
+	return true
+}
+
 // PTERun returns how many leading PTEs of es equal e, e advanced by one
 // frame (AdvancePFN) from each to the next — a run mapping consecutive
 // frames with the same flags — and e advanced past them. It reads es
