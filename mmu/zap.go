@@ -146,6 +146,22 @@ func (mm *MM) ZapRange(g *tlb.Gather, v *VMA, start, end uint64) {
 			addr = geo.AddrEnd(pmdp.Level(), addr, end)
 			continue
 		}
+		if t := pmdp.T; t.Used() == 0 && !mm.pt.Meter().Tracing() {
+			// The whole PMD table is empty (mremap moved its PTE
+			// tables away): the loop would read this entry, then
+			// walk to and read each later one of the table in the
+			// range, finding them all none. Count those reads at
+			// once and skip the table.
+			stop := min(end, t.Base()+uint64(t.Len())*mm.pt.EntrySize(t))
+			if stop <= addr { // the table ends at the top of the space
+				stop = end
+			}
+			shift := geo.Shifts[pgtable.PMD]
+			k := ((stop-1)>>shift - addr>>shift) + 1
+			mm.pt.CountReads(int(1 + (k-1)*(mm.pt.Depth(t)+1)))
+			addr = stop
+			continue
+		}
 		if pmdp.Child() == nil {
 			pmd := mm.pt.RawGet(pmdp)
 			if fm.IsNone(pmd, pgtable.PMD) {

@@ -49,7 +49,7 @@ func (pt *PageTable) FreePgtables(addr, end, floor, ceiling uint64, fr TableFree
 // freeRange frees the tables below t in [addr, end) (free_p4d_range,
 // free_pud_range, free_pmd_range, free_pte_range in one loop).
 func (pt *PageTable) freeRange(t *Table, addr, end, floor, ceiling uint64, fr TableFreer) {
-	size := pt.tableGeo(t).Size()
+	size := t.entrySize()
 	mask := ^(size - 1)
 	for a := addr; ; {
 		next := (a + size) & mask

@@ -270,7 +270,11 @@ func (pt *PageTable) index(t *Table, addr uint64) int {
 func (pt *PageTable) IndexOf(t *Table, addr uint64) int { return pt.index(t, addr) }
 
 // EntrySize returns the bytes one entry of t maps.
-func (pt *PageTable) EntrySize(t *Table) uint64 { return pt.tableGeo(t).Size() }
+func (pt *PageTable) EntrySize(t *Table) uint64 { return t.entrySize() }
+
+// entrySize is TableGeometry.Size of t's level, from the shift cached in
+// t.
+func (t *Table) entrySize() uint64 { return 1 << t.shift }
 
 // Grow adds table levels on top of the root until the table has levels
 // levels (s390's crst_table_upgrade). The old root becomes entry 0 of the

@@ -69,10 +69,14 @@ func (pt *PageTable) write(addr uint64, p Ptr, e Entry, kind WriteKind) {
 		ev = cost.UpperClears
 	}
 	pt.meter.Note(ev, 1, addr, uint64(e))
-	if pt.observer != nil {
+	if pt.observer != nil && !pt.observerQuiet() {
 		pt.observer.Written(pt, addr, p, old, e, kind)
 	}
 }
+
+// observerQuiet reports whether the observer says it ignores writes now
+// (QuietObserver), so that telling it of one can be skipped.
+func (pt *PageTable) observerQuiet() bool { return pt.quietFlag != nil && *pt.quietFlag }
 
 // RawSet stores a leaf or empty entry with a plain store (set_pte).
 // Precondition: p does not hold a table entry (use ClearTable for those).
@@ -129,7 +133,7 @@ func (pt *PageTable) RawClear(addr uint64, p Ptr) {
 // with its subtree) has its descendants' first addresses moved with it.
 // Precondition: p is empty and child is a detached table of the next level.
 func (pt *PageTable) Populate(addr uint64, p Ptr, child *Table) {
-	size := pt.tableGeo(p.T).Size()
+	size := p.T.entrySize()
 	rebase(child, addr&^(size-1))
 	p.T.next[p.I] = child
 	pt.gen++

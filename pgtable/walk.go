@@ -37,6 +37,10 @@ func (pt *PageTable) Walk(addr uint64, want Level) (Ptr, bool) {
 	}
 }
 
+// Depth returns how many entries a walk from the root reads to reach
+// table t (Walk's count of reads): one per table above it.
+func (pt *PageTable) Depth(t *Table) uint64 { return uint64(int(t.geo) - pt.top) }
+
 // hinted returns addr's slot from the walk hint of its level (PTE, or
 // PMD) when that hint is current and covers addr, counting the reads a
 // full walk would make.

@@ -511,17 +511,20 @@ func (c *Context) EachCPU() iter.Seq[int] {
 // c.NextCPU(cpu)` visits the mask in ascending order as EachCPU does,
 // without an iterator's closure on the flush path.
 func (c *Context) NextCPU(i int) int {
-	i++
-	for w := i / 64; w < len(c.mask); w++ {
-		word := c.mask[w]
-		if w == i/64 {
-			word &^= 1<<(i%64) - 1
-		}
-		if word != 0 {
-			return w*64 + bits.TrailingZeros64(word)
-		}
+	n := uint(i + 1)
+	w := n / 64
+	if w >= uint(len(c.mask)) {
+		return -1
 	}
-	return -1
+	word := c.mask[w] &^ (1<<(n%64) - 1)
+	for word == 0 {
+		w++
+		if w >= uint(len(c.mask)) {
+			return -1
+		}
+		word = c.mask[w]
+	}
+	return int(w*64) + bits.TrailingZeros64(word)
 }
 
 // setMask adds or removes CPU i from mm_cpumask.
