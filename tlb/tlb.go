@@ -506,26 +506,11 @@ func (c *Context) EachCPU() iter.Seq[int] {
 	}
 }
 
-// NextCPU returns the first CPU in mm_cpumask after CPU i, or -1 when
-// there is none (cpumask_next): `for cpu := c.NextCPU(-1); cpu >= 0; cpu =
-// c.NextCPU(cpu)` visits the mask in ascending order as EachCPU does,
-// without an iterator's closure on the flush path.
-func (c *Context) NextCPU(i int) int {
-	n := uint(i + 1)
-	w := n / 64
-	if w >= uint(len(c.mask)) {
-		return -1
-	}
-	word := c.mask[w] &^ (1<<(n%64) - 1)
-	for word == 0 {
-		w++
-		if w >= uint(len(c.mask)) {
-			return -1
-		}
-		word = c.mask[w]
-	}
-	return int(w*64) + bits.TrailingZeros64(word)
-}
+// MaskWords returns mm_cpumask as words: bit b of word w is CPU w*64+b.
+// It is the mask itself, for loops on the flush path that visit the CPUs
+// without an iterator's closure (as for_each_cpu does); callers must not
+// change it, nor keep it past a switch_mm.
+func (c *Context) MaskWords() []uint64 { return c.mask }
 
 // setMask adds or removes CPU i from mm_cpumask.
 func (c *Context) setMask(i int, on bool) {

@@ -2,6 +2,7 @@ package x86
 
 import (
 	"fmt"
+	"math/bits"
 
 	"github.com/ptsim/ptsim/arch"
 	"github.com/ptsim/ptsim/cost"
@@ -170,11 +171,14 @@ func (p *TLBPolicy) flushMMRange(s *tlb.System, r *tlb.Request) {
 	}
 	newGen := ctx.BumpTLBGen()
 	local := s.LocalCPU().ID()
-	for cpu := ctx.NextCPU(-1); cpu >= 0; cpu = ctx.NextCPU(cpu) {
-		if cpu != local {
-			p.ipi(r.Meter, start, cpu)
+	for w, word := range ctx.MaskWords() {
+		for ; word != 0; word &= word - 1 {
+			cpu := w*64 + bits.TrailingZeros64(word)
+			if cpu != local {
+				p.ipi(r.Meter, start, cpu)
+			}
+			p.flushFunc(s.CPU(cpu), ctx, start, end, stride, newGen, r.Meter)
 		}
-		p.flushFunc(s.CPU(cpu), ctx, start, end, stride, newGen, r.Meter)
 	}
 }
 
