@@ -374,15 +374,21 @@ func (c *copier) copyPresentPTEs(dp, sp pgtable.Ptr, e pgtable.Entry, addr uint6
 // per PTE a ptep_get, a folio lookup, folio_get, the rmap dup, the
 // parent's write-protect (for a writable COW PTE) and the child's
 // set_pte_at — taken page by page for the references and the rmap, and
-// in one pass for the PTE reads and writes. Only for generic, untraced
-// tables (QuietPTEs, SetEachPTE) while c.runs holds, so no dup can fail
-// and no hook watches the steps in between. It returns how many PTEs it
-// copied; 0 when e does not start such a run (the caller copies it).
+// in one pass for the PTE reads and writes. Only for generic, quiet
+// tables (Quiet, QuietPTEs) while c.runs holds, so no dup can fail and
+// no tracer, observer or hook watches the steps in between. It returns
+// how many PTEs it copied; 0 when e does not start such a run (the
+// caller copies it).
 func (c *copier) copySmallAnonRun(dp, sp pgtable.Ptr, e pgtable.Entry, addr uint64, maxNr int) int {
 	fm := c.fm
 	// Large folios go to copy_present_ptes' batch path: check e's folio
 	// before setting up.
 	if pfn := fm.PFN(e, pgtable.PTE); pfn == c.zero || c.mem.Page(pfn).Order() != 0 {
+		return 0
+	}
+	// The run writes the parent's PTEs, then the child's: only when no
+	// tracer or observer can see that order.
+	if !c.spt.Quiet() || !c.dpt.Quiet() {
 		return 0
 	}
 	maxNr = min(maxNr, sp.T.Len()-sp.I)

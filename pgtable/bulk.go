@@ -22,6 +22,12 @@ func (pt *PageTable) quiet() bool {
 	return !pt.meter.Tracing() && (pt.observer == nil || pt.quietFlag != nil && *pt.quietFlag)
 }
 
+// Quiet reports whether PTE writes need no per-entry notice now: nobody
+// traces the table's meter and its observer, if any, ignores writes. A
+// caller that reorders independent writes (fork's runs) may do so only
+// then, when no one can see the order.
+func (pt *PageTable) Quiet() bool { return pt.quiet() }
+
 // bulkSetPTEs is RawSetPTEs for a quiet table.
 // Precondition: p.T is a PTE table, p.I+nr <= p.T.Len().
 func (pt *PageTable) bulkSetPTEs(p Ptr, e Entry, nr int) {
