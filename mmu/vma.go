@@ -236,10 +236,15 @@ func (mm *MM) Neighbours(start, end uint64) (prev, next *VMA) { return mm.vmas.n
 
 // SplitVMA splits v at addr, which must lie strictly inside it, and
 // returns the upper part (__split_vma). Both parts keep v's backing; the
-// upper part's file offset moves with it.
+// upper part's file offset moves with it. It fails with EINVAL for a bad
+// address and with ENOMEM, changing nothing, when the new VMA cannot be
+// allocated (vm_area_dup; phys.KindSlab fault injection).
 func (mm *MM) SplitVMA(v *VMA, addr uint64) (*VMA, error) {
-	if addr <= v.Start || addr >= v.End || addr&(mm.pageSize()-1) != 0 {
-		return nil, fmt.Errorf("split vma %#x-%#x at %#x: %w", v.Start, v.End, addr, EINVAL)
+	if v == nil || addr <= v.Start || addr >= v.End || addr&(mm.pageSize()-1) != 0 {
+		return nil, fmt.Errorf("split vma %v at %#x: %w", v, addr, EINVAL)
+	}
+	if err := mm.m.mem.AllocSlab(); err != nil {
+		return nil, fmt.Errorf("split vma %#x-%#x at %#x: %w", v.Start, v.End, addr, err)
 	}
 	hi := v.clone()
 	hi.Start = addr
@@ -252,10 +257,20 @@ func (mm *MM) SplitVMA(v *VMA, addr uint64) (*VMA, error) {
 	return hi, nil
 }
 
-// InsertVMA adds a VMA; it fails with EEXIST if it overlaps another.
+// InsertVMA adds a VMA, a new one that its caller has just built (mmap's
+// vm_area_alloc, fork's and mremap's vm_area_dup). It fails with EEXIST if
+// it overlaps another, EINVAL for an empty or unaligned one, and with
+// ENOMEM, changing nothing, when the VMA cannot be allocated
+// (phys.KindSlab fault injection).
 func (mm *MM) InsertVMA(v *VMA) error {
+	if v == nil || v.Start >= v.End || (v.Start|v.End)&(mm.pageSize()-1) != 0 {
+		return fmt.Errorf("vma %v: empty or unaligned: %w", v, EINVAL)
+	}
 	if len(mm.vmas.intersecting(v.Start, v.End)) > 0 {
 		return fmt.Errorf("vma %#x-%#x overlaps a mapping: %w", v.Start, v.End, EEXIST)
+	}
+	if err := mm.m.mem.AllocSlab(); err != nil {
+		return fmt.Errorf("vma %#x-%#x: %w", v.Start, v.End, err)
 	}
 	v.Detached = false
 	mm.vmas.insert(v)

@@ -1,5 +1,11 @@
 package phys
 
+import (
+	"fmt"
+
+	"github.com/ptsim/ptsim/internal/errno"
+)
+
 // FailPolicy makes chosen allocations fail with ENOMEM, so that every error
 // path can be tested. The zero policy fails nothing.
 type FailPolicy struct {
@@ -10,13 +16,14 @@ type FailPolicy struct {
 	// After-1 ones; After == 1 fails them all.
 	After uint64
 	// Kinds restricts the policy to allocations of these kinds; empty
-	// means every kind. Only allocations of these kinds are counted.
+	// means every kind of frame (KindSlab only when named). Only
+	// allocations of these kinds are counted.
 	Kinds []Kind
 }
 
 func (p *FailPolicy) matches(k Kind) bool {
 	if len(p.Kinds) == 0 {
-		return true
+		return k != KindSlab
 	}
 	for _, pk := range p.Kinds {
 		if pk == k {
@@ -43,3 +50,20 @@ func (m *Memory) FailPolicy() FailPolicy { return m.fail }
 // since it was set: run an operation once with the zero policy to learn
 // how many allocation points it has, then fail each in turn.
 func (m *Memory) Allocations() uint64 { return m.allocs }
+
+// AllocSlab stands for one allocation of a kernel object from a slab
+// cache (kmem_cache_alloc of a vm_area_struct): the model keeps such
+// objects as Go values and uses no frames for them, so this only counts
+// the allocation against the fail policy and fails with ENOMEM when a
+// policy naming KindSlab says so. Cost: one compare when no policy names
+// KindSlab.
+func (m *Memory) AllocSlab() error {
+	if len(m.fail.Kinds) == 0 || !m.fail.matches(KindSlab) {
+		return nil
+	}
+	m.allocs++
+	if m.fail.fails(m.allocs) {
+		return fmt.Errorf("phys: slab object (injected failure #%d): %w", m.allocs, errno.ENOMEM)
+	}
+	return nil
+}

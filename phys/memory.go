@@ -22,10 +22,17 @@ const (
 	KindFolio
 	// KindKernel is any other kernel page (vmemmap pages, for example).
 	KindKernel
+	// KindSlab is a kernel object Linux takes from a slab cache, such as
+	// the vm_area_struct that mmap, a VMA split, fork and mremap
+	// allocate. It uses no frames (InUse is always 0); AllocSlab only
+	// gives fault injection a point to fail. A fail policy counts slab
+	// allocations only when its Kinds name KindSlab, so policies written
+	// for frame allocations keep their counts.
+	KindSlab
 	numKinds
 )
 
-var kindNames = [numKinds]string{"table", "folio", "kernel"}
+var kindNames = [numKinds]string{"table", "folio", "kernel", "slab"}
 
 func (k Kind) String() string {
 	if k < numKinds {
@@ -116,8 +123,14 @@ func (m *Memory) Frames() uint64 { return m.frames }
 // FreeFrames returns the number of free frames.
 func (m *Memory) FreeFrames() uint64 { return m.bd.nfree }
 
-// InUse returns the number of allocated frames of kind k.
-func (m *Memory) InUse(k Kind) uint64 { return m.inUse[k] }
+// InUse returns the number of allocated frames of kind k (0 for a kind
+// that is not one).
+func (m *Memory) InUse(k Kind) uint64 {
+	if k >= numKinds {
+		return 0
+	}
+	return m.inUse[k]
+}
 
 // MaxOrder returns the largest order Alloc accepts.
 func (m *Memory) MaxOrder() uint { return m.maxOrder }
@@ -178,6 +191,9 @@ func (m *Memory) Alloc(order uint, kind Kind) (PFN, error) {
 	if order > m.maxOrder {
 		return 0, fmt.Errorf("phys: alloc order %d above max %d: %w", order, m.maxOrder, errno.EINVAL)
 	}
+	if kind >= KindSlab {
+		return 0, fmt.Errorf("phys: alloc of %s: not a kind of frame: %w", kind, errno.EINVAL)
+	}
 	if m.fail.matches(kind) {
 		m.allocs++
 		if m.fail.fails(m.allocs) {
@@ -208,7 +224,7 @@ func (m *Memory) Alloc(order uint, kind Kind) (PFN, error) {
 // zero. Free of a frame that is not an allocated head is a no-op that
 // reports false.
 func (m *Memory) Free(pfn PFN, kind Kind) bool {
-	if !m.Valid(pfn) {
+	if !m.Valid(pfn) || kind >= KindSlab {
 		return false
 	}
 	p := m.Page(pfn)
