@@ -90,6 +90,15 @@ func ForkWith(parent *mmu.MM, child string, o Options) (*mmu.MM, error) {
 // dupMmap copies the VMAs in order and the page tables of those that need
 // it (dup_mmap). Any failure is ENOMEM, as copy_page_range reports it.
 func (c *copier) dupMmap(o Options) error {
+	// The child inherits the parent's address-space limit, and so its
+	// number of table levels: dup_mm copies the mm_struct, and s390's
+	// init_new_context builds the child's top table for the copied
+	// asce_limit. Elsewhere the tables do not grow and this does nothing.
+	if sp := c.src.PageTable().Space(); sp.End > sp.Start {
+		if err := c.dst.GrowFor(sp.Start, sp.End-sp.Start); err != nil {
+			return fmt.Errorf("grow to the parent's levels: %w", err)
+		}
+	}
 	for _, v := range c.src.VMAs() {
 		if v.Flags&mmu.VMDontCopy != 0 {
 			continue

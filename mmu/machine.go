@@ -298,6 +298,10 @@ func (m *Machine) DestroyMM(mm *MM) error {
 	if err := mm.unmapAll(); err != nil {
 		return err
 	}
+	// Tables no VMA covered (the old top that s390's crst_table_upgrade
+	// put under entry 0 of the new one) go with the mm too: free_pgtables
+	// only visits the VMAs' ranges, and the root can only be freed empty.
+	mm.pt.FreeEmpty(0, 0)
 	// __mmdrop: any table still deposited, then the root (pgd_free).
 	for len(mm.deposits) > 0 {
 		mm.withdrawDeposit(true)

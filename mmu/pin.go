@@ -12,7 +12,7 @@ import (
 // as pin_user_pages does: pages are faulted in, anonymous pages that are
 // not exclusive are unshared first (a pinned page must never be replaced
 // by a COW), each folio's pin count goes up, and the address space is
-// marked MMF_HAS_PINNED. It fails with EFAULT for an unmapped page and
+// marked MMF_HAS_PINNED. It fails with EFAULT for an unmapped or unreadable page and
 // ENOMEM when a fault runs out of memory; pins already taken stay, as a
 // short pin_user_pages count would leave them for the caller to release.
 func (mm *MM) Pin(addr, length uint64) error {
@@ -26,6 +26,11 @@ func (mm *MM) Pin(addr, length uint64) error {
 		v := mm.FindVMA(a)
 		if v == nil {
 			return fmt.Errorf("pin %#x: no mapping: %w", a, EFAULT)
+		}
+		if v.Flags&VMRead == 0 {
+			// check_vma_flags: a read pin without FOLL_FORCE needs
+			// VM_READ; faulting a PROT_NONE page in would map it.
+			return fmt.Errorf("pin %#x: %s mapping is not readable: %w", a, v.Flags, EFAULT)
 		}
 		for try := 0; ; try++ {
 			tr, ok := mm.pt.Lookup(a)

@@ -244,8 +244,13 @@ func (s *Sim) speculativeFault(t *Thread, addr uint64, kind mmu.AccessKind) (boo
 		// write to a read-only page. v2's speculative COW (wp_page_copy
 		// with the mmu_notifier_lock) is not modelled: such faults take
 		// the locked path.
+		// Only a fault the MMU would no longer take is spurious: where
+		// the MMU sets no access or dirty bit itself (s390, sparc64,
+		// UML), an old or clean present entry still faults until the
+		// locked path's ptep_set_access_flags updates it.
 		s.walkEnd(t)
-		if fm.Present(pte, pgtable.PTE) && (kind != mmu.Write || fm.Write(pte, pgtable.PTE)) {
+		if fm.Present(pte, pgtable.PTE) && fm.HWReadable(pte, pgtable.PTE) &&
+			(kind != mmu.Write || fm.Write(pte, pgtable.PTE) && fm.HWWritable(pte, pgtable.PTE)) {
 			mm.Meter().Add(cost.SPFSuccess, 1)
 			return true, nil
 		}

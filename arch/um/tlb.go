@@ -157,6 +157,22 @@ func (p *TLBPolicy) Written(s *tlb.System, ctx *tlb.Context, addr uint64, ptr pg
 	size := pt.EntrySize(ptr.T)
 	base := addr &^ (size - 1)
 	state(ctx).mark(base, base+size)
+	// A table populated into an upper entry whose clear still waits for
+	// its sync (pmd_clear and friends store _PAGE_NEEDSYNC: the host must
+	// munmap the span) would hide that munmap from the next sync, which
+	// walks the new, zeroed table instead. Linux syncs when the syscall
+	// that cleared the entry returns to user space, before a later one
+	// can populate it; the model syncs at the next access, so it does
+	// that munmap now: one host syscall, the span's entries dropped.
+	if ptr.T.Level() != pgtable.PTE && old&NeedSync != 0 && ptr.Child() != nil {
+		m := ctx.Meter()
+		m.Note(cost.HostSyscalls, 1, base, size)
+		for cpu := 0; cpu < s.CPUs(); cpu++ {
+			if c := s.CPU(cpu); c.Live() > 0 {
+				c.DropOverlap(m, ctx, base, base+size, tlb.LeafOnly)
+			}
+		}
+	}
 }
 
 // BeforeAccess syncs a user mm's pending range before a CPU uses it.
