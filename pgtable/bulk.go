@@ -33,47 +33,71 @@ func (pt *PageTable) Quiet() bool { return pt.quiet() }
 func (pt *PageTable) bulkSetPTEs(p Ptr, e Entry, nr int) {
 	f := pt.fmt
 	t := p.T
-	ignore := f.NoneIgnore
-	none := f.None[PTE] &^ ignore
+	w := pt.newTally(t)
 	step := Entry(1) << f.PageShift
 	mask := f.PTE.AddrMask
 	always := f.SetAlways // a local: the stores below may alias f
 	es := t.entries[p.I : p.I+nr]
-	if (e|always)&^mask&^ignore != none&^mask {
+	if (e|always)&^mask&^w.ignore != w.none&^mask {
 		// The entries written differ from none in their flag bits,
 		// which the run does not change: none of them is none, so
 		// each is a set, and the use count grows by the empty slots
 		// filled. The common case (a fresh child table at fork).
-		t.used += setLiveRun(es, e, always, mask, step, ignore, none)
+		t.used += setLiveRun(es, e, always, mask, step, w.ignore, w.none)
 		pt.meter.Add(cost.PTESets, uint64(nr))
 		return
 	}
-	var sets, clears uint64
-	used := t.used
 	for i := range es {
 		n := e | always
-		oldNone, newNone := es[i]&^ignore == none, n&^ignore == none
+		w.write(es[i], n)
 		es[i] = n
-		if oldNone != newNone {
-			if newNone {
-				used--
-			} else {
-				used++
-			}
-		}
-		if newNone {
-			clears++
-		} else {
-			sets++
-		}
 		e = e&^mask | (e&mask+step)&mask // AdvancePFN by one page
 	}
-	t.used = used
-	if sets != 0 {
-		pt.meter.Add(cost.PTESets, sets)
+	w.apply(t, pt.meter)
+}
+
+// writeTally accumulates what a loop of PTE writes does to its table's
+// use count and to the counters, applied once at the end: the same use
+// count and the same counts as writing the entries one by one.
+type writeTally struct {
+	// ignore and none are Format.NoneIgnore and None[PTE] without it.
+	ignore, none Entry
+	// used is the table's use count as the writes leave it.
+	used int32
+	// sets and clears count the writes of non-empty and empty entries.
+	sets, clears uint64
+}
+
+// newTally starts a tally of writes into t.
+func (pt *PageTable) newTally(t *Table) writeTally {
+	ignore := pt.fmt.NoneIgnore
+	return writeTally{ignore: ignore, none: pt.fmt.None[PTE] &^ ignore, used: t.used}
+}
+
+// write accounts one write from old to n.
+func (w *writeTally) write(old, n Entry) {
+	oldNone, newNone := old&^w.ignore == w.none, n&^w.ignore == w.none
+	switch {
+	case oldNone && !newNone:
+		w.used++
+	case !oldNone && newNone:
+		w.used--
 	}
-	if clears != 0 {
-		pt.meter.Add(cost.PTEClears, clears)
+	if newNone {
+		w.clears++
+	} else {
+		w.sets++
+	}
+}
+
+// apply stores the use count in t and adds the counts to m.
+func (w *writeTally) apply(t *Table, m *cost.Meter) {
+	t.used = w.used
+	if w.sets != 0 {
+		m.Add(cost.PTESets, w.sets)
+	}
+	if w.clears != 0 {
+		m.Add(cost.PTEClears, w.clears)
 	}
 }
 
@@ -83,11 +107,8 @@ func (pt *PageTable) bulkSetPTEs(p Ptr, e Entry, nr int) {
 func (pt *PageTable) bulkWrprotect(p Ptr, nr int) {
 	f := pt.fmt
 	t := p.T
-	ignore := f.NoneIgnore
-	none := f.None[PTE] &^ ignore
+	w := pt.newTally(t)
 	addr := f.PTE.AddrMask
-	var sets, clears uint64
-	used := t.used
 	es := t.entries[p.I : p.I+nr]
 	// pte_wrprotect changes flag bits only and reads no address bit: a
 	// run of entries with the same flags (one folio's PTEs) is computed
@@ -96,44 +117,25 @@ func (pt *PageTable) bulkWrprotect(p Ptr, nr int) {
 		in := es[i] &^ addr
 		out := f.Wrprotect(in, PTE) | f.SetAlways
 		j := i
-		if in&^ignore != none&^addr && out&^ignore != none&^addr {
+		if in&^w.ignore != w.none&^addr && out&^w.ignore != w.none&^addr {
 			// Neither the entries nor their write-protected values
 			// are none, whatever their frames: sets that leave the
 			// use count alone.
 			j += wrprotectLiveRun(es[i:], in, out, addr)
-			sets += uint64(j - i)
+			w.sets += uint64(j - i)
 			i = j
 			continue
 		}
 		for j < len(es) && es[j]&^addr == in {
-			old := es[j]
-			n := old&addr | out
+			n := es[j]&addr | out
+			w.write(es[j], n)
 			es[j] = n
-			oldNone, newNone := old&^ignore == none, n&^ignore == none
-			if oldNone != newNone {
-				if newNone {
-					used--
-				} else {
-					used++
-				}
-			}
-			if newNone {
-				clears++
-			} else {
-				sets++
-			}
 			j++
 		}
 		i = j
 	}
-	t.used = used
 	pt.meter.Add(cost.EntryReads, uint64(nr))
-	if sets != 0 {
-		pt.meter.Add(cost.PTESets, sets)
-	}
-	if clears != 0 {
-		pt.meter.Add(cost.PTEClears, clears)
-	}
+	w.apply(t, pt.meter)
 }
 
 // setLiveRun stores e|always into every slot of es, e advancing by one
@@ -179,37 +181,16 @@ func (pt *PageTable) SetEachPTE(p Ptr, es []Entry) bool {
 	if !pt.generic || p.T.level != PTE || !pt.quiet() {
 		return false
 	}
-	f := pt.fmt
 	t := p.T
-	ignore := f.NoneIgnore
-	none := f.None[PTE] &^ ignore
-	always := f.SetAlways
-	var sets, clears uint64
-	used := t.used
+	always := pt.fmt.SetAlways
+	w := pt.newTally(t)
 	dst := t.entries[p.I : p.I+len(es)]
 	for i, e := range es {
 		n := e | always
-		oldNone, newNone := dst[i]&^ignore == none, n&^ignore == none
+		w.write(dst[i], n)
 		dst[i] = n
-		switch {
-		case oldNone && !newNone:
-			used++
-		case !oldNone && newNone:
-			used--
-		}
-		if newNone {
-			clears++
-		} else {
-			sets++
-		}
 	}
-	t.used = used
-	if sets != 0 {
-		pt.meter.Add(cost.PTESets, sets)
-	}
-	if clears != 0 {
-		pt.meter.Add(cost.PTEClears, clears)
-	}
+	w.apply(t, pt.meter)
 	return true
 }
 
