@@ -17,15 +17,18 @@ const maxFaultRetries = 4
 // and kernel do it: TLB lookup; on a miss a hardware walk that fills the
 // TLB and sets the access and dirty bits where the MMU does so; on a
 // missing or insufficient translation a page fault and its handler, then
-// a retry. It returns the frame reached. Errors: EINVAL for a bad CPU,
-// EFAULT for an access no mapping allows, ENOMEM when a fault runs out of
-// memory.
+// a retry. It returns the frame reached. Errors: EINVAL for a bad CPU or
+// access kind or an address space torn down, EFAULT for an access no
+// mapping allows, ENOMEM when a fault runs out of memory.
 func (mm *MM) Access(cpu int, addr uint64, kind AccessKind) (phys.PFN, error) {
 	if cpu < 0 || cpu >= mm.m.cpus {
 		return 0, fmt.Errorf("access %#x: cpu %d of %d: %w", addr, cpu, mm.m.cpus, EINVAL)
 	}
 	if mm.dead {
 		return 0, fmt.Errorf("access %#x: address space %s is gone: %w", addr, mm.name, EINVAL)
+	}
+	if kind > Exec {
+		return 0, fmt.Errorf("access %#x: unknown access kind %d: %w", addr, kind, EINVAL)
 	}
 	c := mm.m.tlb.CPU(cpu)
 	// The faults and flushes below run on this CPU.

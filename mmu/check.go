@@ -18,8 +18,12 @@ type Holder interface {
 	Holdings(fn func(f phys.Folio, refs int))
 }
 
-// AddHolder registers h with the invariant checker.
-func (m *Machine) AddHolder(h Holder) { m.holders = append(m.holders, h) }
+// AddHolder registers h with the invariant checker (nil is ignored).
+func (m *Machine) AddHolder(h Holder) {
+	if h != nil {
+		m.holders = append(m.holders, h)
+	}
+}
 
 // folioUse is what the checker finds of one folio.
 type folioUse struct {

@@ -18,8 +18,10 @@
 //
 // Errors are Linux's: EINVAL for a bad request, ENOMEM when memory runs
 // out or (mprotect) when the range is not mapped, EEXIST when a fixed
-// mapping would replace another, EFAULT for an access no VMA allows. On an
-// error the model is left as it was. Check audits the whole machine: page
+// mapping would replace another, EFAULT for an access no VMA allows. The
+// system calls of an MM (Mmap, Munmap, Mprotect, Pin, Unpin) fail with
+// EINVAL on init_mm and on an address space torn down. On an error the
+// model is left as it was. Check audits the whole machine: page
 // tables, TLBs, refcounts against mapcounts, mapcounts and RSS against
 // what the tables map, and leaked tables or frames.
 //

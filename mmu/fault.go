@@ -21,7 +21,12 @@ const (
 	Exec
 )
 
-func (k AccessKind) String() string { return [...]string{"read", "write", "exec"}[k] }
+func (k AccessKind) String() string {
+	if k <= Exec {
+		return [...]string{"read", "write", "exec"}[k]
+	}
+	return fmt.Sprintf("access(%d)", uint8(k))
+}
 
 // Fault describes one page fault for the handlers.
 type Fault struct {
@@ -42,9 +47,16 @@ func (f *Fault) write() bool { return f.Kind == Write }
 var errFallback = errors.New("fall back to PTE level")
 
 // HandleFault handles a page fault at addr (handle_mm_fault under
-// mmap_lock). It fails with EFAULT when no VMA allows the access (SIGSEGV)
-// and with ENOMEM when memory runs out (VM_FAULT_OOM).
+// mmap_lock). It fails with EFAULT when no VMA allows the access (SIGSEGV),
+// with ENOMEM when memory runs out (VM_FAULT_OOM), and with EINVAL for an
+// unknown access kind or an address space torn down.
 func (mm *MM) HandleFault(addr uint64, kind AccessKind) error {
+	if mm.dead {
+		return fmt.Errorf("fault at %#x: address space %s is gone: %w", addr, mm.name, EINVAL)
+	}
+	if kind > Exec {
+		return fmt.Errorf("fault at %#x: unknown access kind %d: %w", addr, kind, EINVAL)
+	}
 	mm.meter.Note(cost.Faults, 1, addr, uint64(kind))
 	mm.meter.Add(cost.MmapLocks, 1)
 	vma := mm.FindVMA(addr)
@@ -71,8 +83,12 @@ func accessOK(v *VMA, kind AccessKind) bool {
 
 // HandleVMAFault runs the fault handlers for a fault whose VMA is known
 // and allowed (__handle_mm_fault). The speculative and per-VMA-lock paths
-// call it after their own validation.
+// call it after their own validation. It fails with EINVAL for a fault
+// without a VMA that contains its address or with an unknown kind.
 func (mm *MM) HandleVMAFault(f *Fault) error {
+	if f == nil || f.VMA == nil || !f.VMA.Contains(f.Addr) || f.Kind > Exec {
+		return fmt.Errorf("fault %+v: no VMA containing the address, or a bad kind: %w", f, EINVAL)
+	}
 	pmdp, err := mm.pt.WalkAlloc(f.Addr, pgtable.PMD)
 	if err != nil {
 		return fmt.Errorf("fault at %#x: %w", f.Addr, err)

@@ -22,6 +22,9 @@ import (
 // move itself traces nothing. Simulated time is unchanged: the counts
 // only change owner. Cost: one add per event.
 func (mm *MM) ChargeCountsTo(dst *MM) {
+	if dst == nil || dst == mm {
+		return
+	}
 	c := mm.meter.Counts()
 	dst.meter.SetTracer(nil)
 	for e := range c {
@@ -38,7 +41,11 @@ func (mm *MM) ChargeCountsTo(dst *MM) {
 // later split or zap of that PMD finds one. copy_huge_pmd deposits one in
 // the child for every THP it shares. It counts nothing: the allocation
 // was counted.
-func (mm *MM) DepositTable(t *pgtable.Table) { mm.deposits = append(mm.deposits, t) }
+func (mm *MM) DepositTable(t *pgtable.Table) {
+	if t != nil {
+		mm.deposits = append(mm.deposits, t)
+	}
+}
 
 // TryDupAnonRmapPMD records one more PMD mapping of an anonymous THP for a
 // fork (folio_try_dup_anon_rmap_pmd). As TryDupAnonRmap does for PTEs, it

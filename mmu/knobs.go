@@ -23,7 +23,12 @@ const (
 
 var spfNames = [...]string{"off", "seq", "vma"}
 
-func (s SPFMode) String() string { return spfNames[s] }
+func (s SPFMode) String() string {
+	if int(s) < len(spfNames) {
+		return spfNames[s]
+	}
+	return fmt.Sprintf("spf(%d)", uint8(s))
+}
 
 // Knobs are the kernel behaviour switches scripts set with `config`. Their
 // defaults follow what today's Linux does on the arch.
@@ -161,6 +166,9 @@ var ErrUnknownKnob = fmt.Errorf("unknown config key")
 // A key that names no knob wraps ErrUnknownKnob; a value the arch cannot
 // honour is an error that says why, wrapping EINVAL.
 func (k *Knobs) Set(a *arch.Arch, key, value string) error {
+	if a == nil {
+		return fmt.Errorf("config %s=%s: no architecture: %w", key, value, EINVAL)
+	}
 	set, ok := knobSetters[key]
 	if !ok {
 		return fmt.Errorf("config %s: %w (known: %v)", key, ErrUnknownKnob, KnobNames())

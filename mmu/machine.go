@@ -292,6 +292,9 @@ func (m *Machine) archEnv(mm *MM) arch.Env {
 // unmapped, its tables freed, its TLB context released. Its counts stay in
 // the machine's simulated time.
 func (m *Machine) DestroyMM(mm *MM) error {
+	if mm == nil || mm.m != m {
+		return fmt.Errorf("destroy mm: not an address space of this machine: %w", EINVAL)
+	}
 	if mm.kernel || mm.dead {
 		return fmt.Errorf("destroy mm %s: %w", mm.name, EINVAL)
 	}

@@ -60,6 +60,18 @@ type MM struct {
 	pendingPuts []folioRefs
 }
 
+// usable refuses system calls on init_mm (it has no user mappings) and
+// on an address space that has been torn down (its tables are freed).
+func (mm *MM) usable(op string, addr uint64) error {
+	switch {
+	case mm.dead:
+		return fmt.Errorf("%s %#x: address space %s is gone: %w", op, addr, mm.name, EINVAL)
+	case mm.kernel:
+		return fmt.Errorf("%s %#x: init_mm has no user mappings: %w", op, addr, EINVAL)
+	}
+	return nil
+}
+
 // Name returns the address space's name.
 func (mm *MM) Name() string { return mm.name }
 
@@ -82,11 +94,16 @@ func (mm *MM) IsKernel() bool { return mm.kernel }
 func (mm *MM) Dead() bool { return mm.dead }
 
 // RSS returns one RSS counter.
-func (mm *MM) RSS(k RSSKind) int64 { return mm.rss[k] }
+func (mm *MM) RSS(k RSSKind) int64 {
+	if k >= numRSS {
+		return 0
+	}
+	return mm.rss[k]
+}
 
 // AddRSS adds n pages to an RSS counter (add_mm_counter).
 func (mm *MM) AddRSS(k RSSKind, n int64) {
-	if n != 0 {
+	if n != 0 && k < numRSS {
 		mm.rss[k] += n
 		mm.meter.Add(cost.RSSUpdates, 1)
 	}
@@ -128,11 +145,17 @@ func (mm *MM) MmapWriteUnlock() {
 
 // VMAStartWrite write-locks a VMA for per-VMA locking (vma_start_write).
 // Precondition: the caller holds mmap_lock for writing.
-func (mm *MM) VMAStartWrite(v *VMA) { v.LockSeq = mm.lockSeq }
+func (mm *MM) VMAStartWrite(v *VMA) {
+	if v != nil {
+		v.LockSeq = mm.lockSeq
+	}
+}
 
 // VMAWriteLocked reports whether v is write-locked in the current mmap
 // write section.
-func (mm *MM) VMAWriteLocked(v *VMA) bool { return mm.writers > 0 && v.LockSeq == mm.lockSeq }
+func (mm *MM) VMAWriteLocked(v *VMA) bool {
+	return v != nil && mm.writers > 0 && v.LockSeq == mm.lockSeq
+}
 
 // pageShift and pageSize give the base page geometry.
 func (mm *MM) pageShift() uint  { return mm.m.arch.Geometry.PageShift }

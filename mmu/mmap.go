@@ -83,6 +83,9 @@ func (mm *MM) folioOrder(size uint64) (uint8, error) {
 // faulted in (write faults for a private writable mapping, as
 // MAP_POPULATE); running out of memory there is not an error, as in Linux.
 func (mm *MM) Mmap(addr, length uint64, prot Prot, fl MapFlags) error {
+	if err := mm.usable("mmap", addr); err != nil {
+		return err
+	}
 	mm.meter.Add(cost.Syscalls, 1)
 	ps := mm.pageSize()
 	switch {
@@ -189,6 +192,9 @@ func (mm *MM) checkUnmapRange(op string, addr, length uint64) (uint64, error) {
 // through an mmu_gather. Unmapping nothing succeeds, as in Linux. EINVAL
 // for an unaligned address, a zero length or a range outside user space.
 func (mm *MM) Munmap(addr, length uint64) error {
+	if err := mm.usable("munmap", addr); err != nil {
+		return err
+	}
 	mm.meter.Add(cost.Syscalls, 1)
 	end, err := mm.checkUnmapRange("munmap", addr, length)
 	if err != nil {
@@ -262,6 +268,9 @@ func (mm *MM) unmapAll() error {
 // unaligned address or unknown bits, ENOMEM when part of the range is not
 // mapped (nothing changes then).
 func (mm *MM) Mprotect(addr, length uint64, prot Prot) error {
+	if err := mm.usable("mprotect", addr); err != nil {
+		return err
+	}
 	mm.meter.Add(cost.Syscalls, 1)
 	ps := mm.pageSize()
 	if addr&(ps-1) != 0 {

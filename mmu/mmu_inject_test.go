@@ -447,3 +447,145 @@ func TestDestroyMMWithGrownTables(t *testing.T) {
 	e.checked(t)
 	require.Equal(t, tables, e.m.Memory().InUse(phys.KindTable), "table frames left behind")
 }
+
+// TestOutOfRangeArguments feeds out-of-range values to every exported
+// function of the machine's public API on every arch: none may panic, each
+// fails with the errno it documents (or reports nothing) and the state is
+// as it was. The mm's kernel-internal helpers that take page-table pointers
+// or folios (ZapRange, SplitHugePMD, CommitAnonPage, FolioPTEBatch, the
+// rmap helpers...) are internal-contract primitives with documented
+// preconditions (see ARCHITECTURE.md) and are left out.
+func TestOutOfRangeArguments(t *testing.T) {
+	const top = ^uint64(0) &^ 0xffff
+	for _, name := range archs.Names() {
+		t.Run(name, func(t *testing.T) {
+			e := injMachine(t, name)
+			require.NoError(t, e.mm.Mmap(e.va, 4*e.ps, rwProt, mmu.MapFlags{}))
+			require.NoError(t, e.mm.Write(0, e.va, 1))
+			dead, err := e.m.NewMM("dead")
+			require.NoError(t, err)
+			require.NoError(t, e.m.DestroyMM(dead))
+			k := e.m.Kernel()
+			bogus := &mmu.VMA{Start: e.va + 64*e.ps, End: e.va + 65*e.ps}
+			var growErr error // GrowFor does nothing where tables do not grow
+			if e.m.Arch().Caps.GrowLevels {
+				growErr = mmu.ENOMEM
+			}
+			cases := []struct {
+				name string
+				call func() error
+				want error // nil: the call reports no error
+			}{
+				{"New without arch", func() error { _, err := mmu.New(mmu.Config{}); return err }, mmu.EINVAL},
+				{"New negative cpus", func() error { _, err := mmu.New(mmu.Config{Arch: e.m.Arch(), CPUs: -1}); return err }, mmu.EINVAL},
+				{"New too many cpus", func() error { _, err := mmu.New(mmu.Config{Arch: e.m.Arch(), CPUs: mmu.MaxCPUs + 1}); return err }, mmu.EINVAL},
+				{"New bad TLB", func() error { _, err := mmu.New(mmu.Config{Arch: e.m.Arch(), TLBEntries: -1, TLBWays: 7}); return err }, mmu.EINVAL},
+				{"NewMM empty name", func() error { _, err := e.m.NewMM(""); return err }, mmu.EINVAL},
+				{"NewMM taken", func() error { _, err := e.m.NewMM("p"); return err }, mmu.EEXIST},
+				{"Access bad cpu", func() error { _, err := e.mm.Access(-1, e.va, mmu.Read); return err }, mmu.EINVAL},
+				{"Access cpu past the end", func() error { _, err := e.mm.Access(e.m.CPUs(), e.va, mmu.Read); return err }, mmu.EINVAL},
+				{"Access bad kind", func() error { _, err := e.mm.Access(0, e.va, mmu.AccessKind(9)); return err }, mmu.EINVAL},
+				{"Access top", func() error { _, err := e.mm.Access(0, top, mmu.Write); return err }, mmu.EFAULT},
+				{"Access dead", func() error { _, err := dead.Access(0, e.va, mmu.Read); return err }, mmu.EINVAL},
+				{"TryAccess bad kind", func() error { _, _, err := e.mm.TryAccess(0, e.va, mmu.AccessKind(9)); return err }, mmu.EINVAL},
+				{"TryAccess bad cpu", func() error { _, _, err := e.mm.TryAccess(99, e.va, mmu.Read); return err }, mmu.EINVAL},
+				{"HandleFault bad kind", func() error { return e.mm.HandleFault(e.va, mmu.AccessKind(9)) }, mmu.EINVAL},
+				{"HandleFault top", func() error { return e.mm.HandleFault(top, mmu.Write) }, mmu.EFAULT},
+				{"HandleFault dead", func() error { return dead.HandleFault(e.va, mmu.Write) }, mmu.EINVAL},
+				{"HandleVMAFault nil", func() error { return e.mm.HandleVMAFault(nil) }, mmu.EINVAL},
+				{"HandleVMAFault outside its VMA", func() error { return e.mm.HandleVMAFault(&mmu.Fault{VMA: bogus, Addr: top}) }, mmu.EINVAL},
+				{"FaultLocked top", func() error { return e.mm.FaultLocked(top, mmu.Read) }, mmu.EFAULT},
+				{"Read top", func() error { _, err := e.mm.Read(0, top); return err }, mmu.EFAULT},
+				{"Write bad cpu", func() error { return e.mm.Write(7, e.va, 1) }, mmu.EINVAL},
+				{"Mmap length 0", func() error { return e.mm.Mmap(e.va, 0, rwProt, mmu.MapFlags{}) }, mmu.EINVAL},
+				{"Mmap unaligned", func() error { return e.mm.Mmap(e.va+1, e.ps, rwProt, mmu.MapFlags{}) }, mmu.EINVAL},
+				{"Mmap wraps", func() error { return e.mm.Mmap(top, top, rwProt, mmu.MapFlags{}) }, mmu.ENOMEM},
+				{"Mmap beyond user space", func() error { return e.mm.Mmap(e.m.Arch().User.End, e.ps, rwProt, mmu.MapFlags{}) }, mmu.ENOMEM},
+				{"Mmap bad prot", func() error { return e.mm.Mmap(e.va+64*e.ps, e.ps, 0xff, mmu.MapFlags{}) }, mmu.EINVAL},
+				{"Mmap bad folio", func() error {
+					return e.mm.Mmap(e.va+64*e.ps, e.ps, rwProt, mmu.MapFlags{FolioSize: 1 << 63})
+				}, mmu.EINVAL},
+				{"Mmap unaligned offset", func() error {
+					return e.mm.Mmap(e.va+64*e.ps, e.ps, rwProt, mmu.MapFlags{File: "f", Offset: 1})
+				}, mmu.EINVAL},
+				{"Mmap overlap", func() error { return e.mm.Mmap(e.va, e.ps, rwProt, mmu.MapFlags{}) }, mmu.EEXIST},
+				{"Mmap dead", func() error { return dead.Mmap(e.va, e.ps, rwProt, mmu.MapFlags{}) }, mmu.EINVAL},
+				{"Mmap init_mm", func() error { return k.Mmap(e.va, e.ps, rwProt, mmu.MapFlags{}) }, mmu.EINVAL},
+				{"Munmap length 0", func() error { return e.mm.Munmap(e.va, 0) }, mmu.EINVAL},
+				{"Munmap top", func() error { return e.mm.Munmap(top, top) }, mmu.EINVAL},
+				{"Munmap dead", func() error { return dead.Munmap(e.va, e.ps) }, mmu.EINVAL},
+				{"Munmap init_mm", func() error { return k.Munmap(e.va, e.ps) }, mmu.EINVAL},
+				{"Mprotect bad prot", func() error { return e.mm.Mprotect(e.va, e.ps, 0xff) }, mmu.EINVAL},
+				{"Mprotect unmapped", func() error { return e.mm.Mprotect(top, e.ps, mmu.ProtRead) }, mmu.ENOMEM},
+				{"Mprotect wraps", func() error { return e.mm.Mprotect(top, top, mmu.ProtRead) }, mmu.ENOMEM},
+				{"Mprotect dead", func() error { return dead.Mprotect(e.va, e.ps, mmu.ProtRead) }, mmu.EINVAL},
+				{"Pin top", func() error { return e.mm.Pin(top, top) }, mmu.EINVAL},
+				{"Pin unmapped", func() error { return e.mm.Pin(e.va+64*e.ps, e.ps) }, mmu.EFAULT},
+				{"Pin init_mm", func() error { return k.Pin(e.va, e.ps) }, mmu.EINVAL},
+				{"Unpin unpinned", func() error { return e.mm.Unpin(e.va, e.ps) }, mmu.EINVAL},
+				{"Unpin top", func() error { return e.mm.Unpin(top, top) }, mmu.EINVAL},
+				{"Unpin dead", func() error { return dead.Unpin(e.va, e.ps) }, mmu.EINVAL},
+				{"GrowFor beyond user space", func() error { return e.mm.GrowFor(top, top) }, growErr},
+				{"SplitVMA nil", func() error { _, err := e.mm.SplitVMA(nil, e.va); return err }, mmu.EINVAL},
+				{"SplitVMA at its start", func() error { _, err := e.mm.SplitVMA(e.mm.VMAs()[0], e.va); return err }, mmu.EINVAL},
+				{"InsertVMA nil", func() error { return e.mm.InsertVMA(nil) }, mmu.EINVAL},
+				{"InsertVMA empty", func() error { return e.mm.InsertVMA(&mmu.VMA{Start: top, End: top}) }, mmu.EINVAL},
+				{"InsertVMA overlap", func() error { return e.mm.InsertVMA(&mmu.VMA{Start: e.va, End: e.va + e.ps}) }, mmu.EEXIST},
+				{"FreeDetached nil", func() error { return e.mm.FreeDetached([]*pgtable.Table{nil}) }, mmu.EINVAL},
+				{"MoveHugePMDDeposit without deposit", func() error {
+					_, err := e.mm.MoveHugePMDDeposit(pgtable.Ptr{}, pgtable.Ptr{}, true)
+					return err
+				}, mmu.EINVAL},
+				{"DestroyMM nil", func() error { return e.m.DestroyMM(nil) }, mmu.EINVAL},
+				{"DestroyMM twice", func() error { return e.m.DestroyMM(dead) }, mmu.EINVAL},
+				{"DestroyMM init_mm", func() error { return e.m.DestroyMM(k) }, mmu.EINVAL},
+				{"SetCPUs 0", func() error { return e.m.SetCPUs(0, 0, 0) }, mmu.EINVAL},
+				{"SetCPUs too many", func() error { return e.m.SetCPUs(mmu.MaxCPUs+1, 0, 0) }, mmu.EINVAL},
+				{"SetCPUs bad TLB", func() error { return e.m.SetCPUs(2, -1, 3) }, mmu.EINVAL},
+				{"SetKnob unknown", func() error { return e.m.SetKnob("zz", "on") }, mmu.ErrUnknownKnob},
+				{"SetKnob bad value", func() error { return e.m.SetKnob("spf", "zz") }, mmu.EINVAL},
+				{"SetKnob negative limit", func() error { return e.m.SetKnob("mremap_latency_limit", "-1") }, mmu.EINVAL},
+				{"Knobs.Set without arch", func() error { var kn mmu.Knobs; return kn.Set(nil, "thp", "never") }, mmu.EINVAL},
+				{"KernelAccess bad kind", func() error { _, err := e.m.KernelAccess(0, top, mmu.AccessKind(9)); return err }, mmu.EINVAL},
+				{"the rest", func() error {
+					// Calls that report nothing: they must not panic, and
+					// change nothing.
+					_ = mmu.AccessAllowed(nil, mmu.Read)
+					_ = mmu.AccessKind(9).String() + mmu.SPFMode(9).String() + mmu.SPFPTLModel(9).String()
+					_ = mmu.Prot(0xff).String() + mmu.VMFlags(^uint32(0)).String()
+					var nv *mmu.VMA
+					_ = nv.String()
+					_ = e.mm.RSS(99)
+					e.mm.AddRSS(99, 5)
+					e.mm.RemoveVMA(nil)
+					e.mm.VMAStartWrite(nil)
+					_ = e.mm.VMAWriteLocked(nil)
+					e.mm.DepositTable(nil)
+					e.mm.ChargeCountsTo(nil)
+					e.mm.FinishGather(nil)
+					e.m.AddHolder(nil)
+					_, _ = e.mm.Translate(top)
+					_, _ = e.mm.Content(top)
+					_ = e.mm.FindVMA(top)
+					_ = e.mm.VMAsIn(top, 0)
+					_, _ = e.mm.Neighbours(top, 0)
+					_, _ = e.m.MM("")
+					return nil
+				}, nil},
+			}
+			for _, c := range cases {
+				e.mark()
+				err := c.call()
+				if c.want == nil {
+					require.NoError(t, err, c.name)
+				} else {
+					require.ErrorIs(t, err, c.want, c.name)
+				}
+				e.checked(t)
+				if after := proptest.Take(e.m); !e.before.Equal(&after) {
+					t.Fatalf("%s changed the state:\n%s", c.name, cmp.Diff(e.before, after))
+				}
+			}
+		})
+	}
+}

@@ -16,6 +16,9 @@ import (
 // ENOMEM when a fault runs out of memory; pins already taken stay, as a
 // short pin_user_pages count would leave them for the caller to release.
 func (mm *MM) Pin(addr, length uint64) error {
+	if err := mm.usable("pin", addr); err != nil {
+		return err
+	}
 	end, err := mm.checkUnmapRange("pin", addr, length)
 	if err != nil {
 		return err
@@ -63,6 +66,9 @@ func (mm *MM) Pin(addr, length uint64) error {
 // (unpin_user_pages). It fails with EINVAL, changing nothing, when a page
 // is not mapped or its folio holds no pin.
 func (mm *MM) Unpin(addr, length uint64) error {
+	if err := mm.usable("unpin", addr); err != nil {
+		return err
+	}
 	end, err := mm.checkUnmapRange("unpin", addr, length)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ package mmu
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/ptsim/ptsim/arch"
 	"github.com/ptsim/ptsim/cost"
@@ -66,8 +67,8 @@ func (mm *MM) TryAccess(cpu int, addr uint64, kind AccessKind) (pfn phys.PFN, ok
 	if cpu < 0 || cpu >= mm.m.cpus {
 		return 0, false, fmt.Errorf("access %#x: cpu %d of %d: %w", addr, cpu, mm.m.cpus, EINVAL)
 	}
-	if mm.dead || mm.kernel {
-		return 0, false, fmt.Errorf("access %#x: address space %s is not a live user mm: %w", addr, mm.name, EINVAL)
+	if mm.dead || mm.kernel || kind > Exec {
+		return 0, false, fmt.Errorf("access %#x (%v): address space %s is not a live user mm, or a bad kind: %w", addr, kind, mm.name, EINVAL)
 	}
 	c := mm.m.tlb.CPU(cpu)
 	if c.Current() != mm.tlb {
@@ -79,7 +80,7 @@ func (mm *MM) TryAccess(cpu int, addr uint64, kind AccessKind) (pfn phys.PFN, ok
 
 // AccessAllowed reports whether v's protection allows the access
 // (access_error, inverted).
-func AccessAllowed(v *VMA, kind AccessKind) bool { return accessOK(v, kind) }
+func AccessAllowed(v *VMA, kind AccessKind) bool { return v != nil && accessOK(v, kind) }
 
 // FaultLocked is the body of a classic fault once the caller holds
 // mmap_lock for reading (or its VMA's per-VMA lock): find_vma, the access
@@ -185,6 +186,11 @@ func (mm *MM) UnmapDetach(start, end uint64, freePTLEarly bool) []*pgtable.Table
 // FreeDetached frees tables that UnmapDetach returned (the end of the
 // grace period, or of the IPI wait). EINVAL for a table not parked.
 func (mm *MM) FreeDetached(tables []*pgtable.Table) error {
+	for _, t := range tables {
+		if t == nil || !slices.Contains(mm.deposits, t) {
+			return fmt.Errorf("free detached table %v: not parked: %w", t, EINVAL)
+		}
+	}
 	for _, t := range tables {
 		i := -1
 		for j, d := range mm.deposits {

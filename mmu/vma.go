@@ -119,6 +119,9 @@ func (v *VMA) PgOffAt(addr uint64, pageShift uint) uint64 {
 
 // String describes the VMA in one line.
 func (v *VMA) String() string {
+	if v == nil {
+		return "<nil vma>"
+	}
 	s := fmt.Sprintf("%#x-%#x %s", v.Start, v.End, v.Flags)
 	if v.File != nil {
 		s += fmt.Sprintf(" file=%s@%#x", v.File.Name, v.PgOff)
@@ -280,6 +283,9 @@ func (mm *MM) InsertVMA(v *VMA) error {
 
 // RemoveVMA takes v out of the address space (its pages must be gone).
 func (mm *MM) RemoveVMA(v *VMA) {
+	if v == nil {
+		return
+	}
 	mm.vmas.remove(v)
 	v.Detached = true
 	mm.meter.Add(cost.VMAOps, 1)

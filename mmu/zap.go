@@ -125,6 +125,9 @@ func (mm *MM) FolioPTEBatch(addr uint64, p pgtable.Ptr, e pgtable.Entry, folio p
 // FinishGather finishes an mmu_gather (tlb_finish_mmu): the one flush,
 // then the freed tables, then the folio references the zap queued.
 func (mm *MM) FinishGather(g *tlb.Gather) {
+	if g == nil {
+		return
+	}
 	g.Finish()
 	mm.dropPending()
 }

@@ -117,8 +117,11 @@ type pmc struct {
 // mappings. Cost: per extent a few walks and, by path, one entry move
 // and one flush, or one PTE move per page and one flush.
 func MovePageTables(mm *mmu.MM, mv *Move) uint64 {
+	if mv == nil || mm == nil {
+		return 0
+	}
 	mv.Stats = MoveStats{}
-	if mv.Len == 0 {
+	if mv.Len == 0 || mv.Old == nil || mv.New == nil {
 		return 0
 	}
 	if mv.Old.Flags&mmu.VMHugeTLB != 0 {

@@ -134,6 +134,9 @@ type vrm struct {
 // page-table move (see MovePageTables); a move also counts move_vmas,
 // move_vma's fixed work besides the VMA operations and the tables.
 func Mremap(mm *mmu.MM, addr, oldLen, newLen uint64, flags Flags, newAddr uint64) (uint64, error) {
+	if mm == nil || mm.Dead() || mm.IsKernel() {
+		return 0, fmt.Errorf("mremap %#x: no live user address space: %w", addr, mmu.EINVAL)
+	}
 	mm.Meter().Add(cost.Syscalls, 1)
 	a := mm.Machine().Arch()
 	r := &vrm{mm: mm, addr: addr, flags: flags, newAddr: newAddr,

@@ -133,6 +133,9 @@ func (f *Format) Describe(e Entry, l Level, table bool) string {
 // order, parents before children; empty entries are skipped. It counts
 // nothing.
 func (pt *PageTable) Groups(start, end uint64, fn func(DumpGroup) bool) {
+	if fn == nil {
+		return
+	}
 	pt.groups(pt.root, pt.rootBase(), 0, start, end, fn)
 }
 

@@ -298,6 +298,9 @@ type splitStep struct {
 // first. It fails with EINVAL when p is not a present huge leaf, and with
 // ENOMEM, leaving the leaf in place.
 func (pt *PageTable) SplitLeaf(addr uint64, p Ptr) error {
+	if !p.Valid() {
+		return fmt.Errorf("pgtable: split at %#x: no entry: %w", addr, EINVAL)
+	}
 	_, err := pt.splitLeaf(addr, p)
 	return err
 }

@@ -243,6 +243,9 @@ func (pt *PageTable) AllocTable(l Level) (*Table, error) {
 // (pagetable_dtor + free). It counts pt_frees. Freeing a table that still
 // maps something is refused with EINVAL, so no mapping is ever lost.
 func (pt *PageTable) FreeTable(t *Table) error {
+	if t == nil {
+		return fmt.Errorf("pgtable: free of no table: %w", EINVAL)
+	}
 	if t.freed {
 		return fmt.Errorf("pgtable: %s table pfn %#x freed twice: %w", t.level, t.pfn, EINVAL)
 	}

@@ -172,6 +172,9 @@ func (pt *PageTable) ClearTable(addr uint64, p Ptr) *Table {
 // (set_pmd_at, set_pud_at). It refuses, with EEXIST, to overwrite a table
 // entry, which would lose the table.
 func (pt *PageTable) SetLeaf(addr uint64, p Ptr, e Entry) error {
+	if !p.Valid() {
+		return fmt.Errorf("pgtable: SetLeaf at %#x: no entry: %w", addr, EINVAL)
+	}
 	if p.T.level == PTE {
 		return fmt.Errorf("pgtable: SetLeaf at pte level: %w", EINVAL)
 	}
@@ -219,4 +222,40 @@ func (pt *PageTable) HWUpdate(addr uint64, p Ptr, e Entry) {
 	if pt.observer != nil {
 		pt.observer.Written(pt, addr, p, old, e, WriteHardware)
 	}
+}
+
+// CheckPtr is the checked entry point to the entry primitives (RawGet,
+// RawSet, RawSetPTEs, SetPTEs, PtepGet, ClearFullPTEs, WrprotectPTEs...):
+// it reports, with EINVAL naming the problem, whether p and the nr entries
+// from it (nr >= 1) satisfy their preconditions: p points into a live
+// table of pt, at the entry that maps addr, and the nr entries stay inside
+// that table. The primitives themselves do not check: they run once per
+// entry in mremap's and fork's loops, and their callers get p from a walk
+// of pt (see ARCHITECTURE.md, "Preconditions, not checks, in the entry
+// primitives"). Cost: one walk from the root.
+func (pt *PageTable) CheckPtr(addr uint64, p Ptr, nr int) error {
+	switch {
+	case p.T == nil:
+		return fmt.Errorf("pgtable: pointer for %#x: no table: %w", addr, EINVAL)
+	case p.T.freed:
+		return fmt.Errorf("pgtable: pointer for %#x: %s table pfn %#x is freed: %w", addr, p.T.level, p.T.pfn, EINVAL)
+	case nr < 1 || p.I < 0 || p.I > len(p.T.entries)-nr:
+		return fmt.Errorf("pgtable: pointer for %#x: entries %d+%d outside a table of %d: %w", addr, p.I, nr, len(p.T.entries), EINVAL)
+	case addr < pt.space.Start || pt.space.End != 0 && addr >= pt.space.End:
+		return fmt.Errorf("pgtable: pointer for %#x: address outside %#x-%#x: %w", addr, pt.space.Start, pt.space.End, EINVAL)
+	}
+	for t := pt.root; t != p.T; {
+		var next *Table
+		if t.level < p.T.level {
+			next = t.next[pt.index(t, addr)]
+		}
+		if next == nil {
+			return fmt.Errorf("pgtable: pointer for %#x: %s table pfn %#x is not on the address's walk: %w", addr, p.T.level, p.T.pfn, EINVAL)
+		}
+		t = next
+	}
+	if i := pt.index(p.T, addr); i != p.I {
+		return fmt.Errorf("pgtable: pointer for %#x: entry %d, but the address selects %d: %w", addr, p.I, i, EINVAL)
+	}
+	return nil
 }

@@ -78,8 +78,14 @@ func (pt *PageTable) remember(t *Table, want Level, depth uint64) {
 // missing tables on the way (pud_alloc, pmd_alloc, pte_alloc). When a huge
 // leaf stops the walk above want it returns the leaf's pointer with a nil
 // error: check p.Level(). It fails with ENOMEM, keeping the tables it did
-// allocate, exactly as Linux keeps a half-built path.
+// allocate, exactly as Linux keeps a half-built path. It fails with EINVAL,
+// allocating nothing, for a level that is not one or an address outside
+// the table's space.
 func (pt *PageTable) WalkAlloc(addr uint64, want Level) (Ptr, error) {
+	if want > PTE || addr < pt.space.Start || pt.space.End != 0 && addr >= pt.space.End {
+		return Ptr{}, fmt.Errorf("pgtable: walk to %v at %#x: bad level or address outside %#x-%#x: %w",
+			want, addr, pt.space.Start, pt.space.End, EINVAL)
+	}
 	if p, ok := pt.hinted(addr, want); ok {
 		return p, nil
 	}
@@ -131,9 +137,14 @@ func (t Translation) PA(addr uint64, pageShift uint) uint64 {
 }
 
 // Lookup translates addr by a software walk without counting anything: the
-// debugger's view. It reports false when no present leaf maps addr.
-// Cost: one index and one pointer load per level.
+// debugger's view. It reports false when no present leaf maps addr, and
+// for an address outside the table's space (whose index bits would wrap
+// onto another address). Cost: a range check, then one index and one
+// pointer load per level.
 func (pt *PageTable) Lookup(addr uint64) (Translation, bool) {
+	if addr < pt.space.Start || pt.space.End != 0 && addr >= pt.space.End {
+		return Translation{}, false
+	}
 	t := pt.root
 	for {
 		i := pt.index(t, addr)
@@ -177,6 +188,9 @@ type Leaf struct {
 // at any level) that maps part of [start, end), in address order, until fn
 // returns false. It counts nothing. An end of 0 means the top of the space.
 func (pt *PageTable) Leaves(start, end uint64, fn func(Leaf) bool) {
+	if fn == nil {
+		return
+	}
 	pt.leaves(pt.root, pt.rootBase(), start, end, fn)
 }
 
@@ -224,6 +238,9 @@ type TableVisit struct {
 // WalkTables calls fn for every table, root first, parents before
 // children, in address order. It counts nothing.
 func (pt *PageTable) WalkTables(fn func(TableVisit) bool) {
+	if fn == nil {
+		return
+	}
 	pt.walkTables(pt.root, pt.rootBase(), 0, fn)
 }
 

@@ -100,7 +100,7 @@ func (p *Pool) optimizeFolioV66(f phys.Folio) error {
 // restoreFolio is __hugetlb_vmemmap_restore_folio (Linux 6.7 on):
 // allocate the folio's vmemmap pages again, remap them, clear the flag.
 func (p *Pool) restoreFolio(f phys.Folio, flags Flags) error {
-	if !p.Optimized(f) {
+	if !p.optimized(f) {
 		return nil
 	}
 	reuse, end := p.vmemmapRange(f)
@@ -123,7 +123,7 @@ func (p *Pool) restoreFolios(list, nonHVO []phys.Folio) (rest, moved []phys.Foli
 	i := 0
 	for ; i < len(list); i++ {
 		f := list[i]
-		if p.Optimized(f) {
+		if p.optimized(f) {
 			if err = p.restoreFolio(f, RemapNoTLBFlush); err != nil {
 				break
 			}

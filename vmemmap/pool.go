@@ -28,8 +28,12 @@ type HugeTLB struct {
 
 // Of returns the hugetlb subsystem of m, creating it on first use and
 // registering it with the invariant checker (the pools hold their free
-// folios outside any page table).
+// folios outside any page table). Of(nil) is nil, whose Pool fails with
+// EINVAL.
 func Of(m *mmu.Machine) *HugeTLB {
+	if m == nil {
+		return nil
+	}
 	if h, ok := m.HugeTLB().(*HugeTLB); ok {
 		return h
 	}
@@ -40,11 +44,19 @@ func Of(m *mmu.Machine) *HugeTLB {
 }
 
 // Machine returns the machine.
-func (h *HugeTLB) Machine() *mmu.Machine { return h.m }
+func (h *HugeTLB) Machine() *mmu.Machine {
+	if h == nil {
+		return nil
+	}
+	return h.m
+}
 
 // Holdings reports every pool folio with the one reference the pool holds
 // on it (mmu.Holder).
 func (h *HugeTLB) Holdings(fn func(f phys.Folio, refs int)) {
+	if h == nil || fn == nil {
+		return
+	}
 	for _, p := range h.pools {
 		for _, f := range p.free {
 			fn(f, 1)
@@ -53,12 +65,20 @@ func (h *HugeTLB) Holdings(fn func(f phys.Folio, refs int)) {
 }
 
 // Pools returns the pools created so far, smallest size first.
-func (h *HugeTLB) Pools() []*Pool { return append([]*Pool(nil), h.pools...) }
+func (h *HugeTLB) Pools() []*Pool {
+	if h == nil {
+		return nil
+	}
+	return append([]*Pool(nil), h.pools...)
+}
 
 // Pool returns the pool of folios of size bytes (an hstate), creating it
 // on first use. It fails with EINVAL when the arch has no hugetlb pages of
 // that size.
 func (h *HugeTLB) Pool(size uint64) (*Pool, error) {
+	if h == nil {
+		return nil, fmt.Errorf("hugetlb: no machine: %w", EINVAL)
+	}
 	for _, p := range h.pools {
 		if p.size == size {
 			return p, nil
@@ -148,8 +168,15 @@ func (p *Pool) Folios() []phys.Folio {
 }
 
 // Optimized reports whether folio f's vmemmap is optimised
-// (folio_test_hugetlb_vmemmap_optimized).
+// (folio_test_hugetlb_vmemmap_optimized); false for a folio not in the
+// pool.
 func (p *Pool) Optimized(f phys.Folio) bool {
+	return p.member[f.PFN] && p.optimized(f)
+}
+
+// optimized is Optimized for a folio the pool is working on, which may not
+// be on its free list yet (alloc) or any more (free).
+func (p *Pool) optimized(f phys.Folio) bool {
 	return p.h.m.Memory().Test(f, phys.FlagVmemmapOptimized)
 }
 
@@ -185,7 +212,7 @@ func (p *Pool) compiledIn() bool { return p.h.m.Arch().Caps.OptimizeVmemmap }
 // compiled in and enabled (vm.hugetlb_optimize_vmemmap), and something to
 // free.
 func (p *Pool) shouldOptimize(f phys.Folio) bool {
-	return !p.Optimized(f) && p.compiledIn() && p.h.m.Knobs().HVO && p.OptimizableSize() > 0
+	return !p.optimized(f) && p.compiledIn() && p.h.m.Knobs().HVO && p.OptimizableSize() > 0
 }
 
 // Alloc grows the pool by n folios in one batch, as one write to
@@ -413,7 +440,7 @@ func (p *Pool) updateAndFreeBulk(list []phys.Folio) (int, error) {
 func (p *Pool) updateAndFreeV66(list []phys.Folio) (int, error) {
 	kept := 0
 	for _, f := range list {
-		if p.Optimized(f) {
+		if p.optimized(f) {
 			if err := p.restoreFolioV66(f); err != nil {
 				if !isENOMEM(err) {
 					return kept, err
@@ -440,7 +467,7 @@ func (p *Pool) addSurplus(f phys.Folio) { p.enqueue(f) }
 func (p *Pool) updateAndFreeFolio(f phys.Folio) error {
 	m := p.h.m
 	mem := m.Memory()
-	if p.Optimized(f) {
+	if p.optimized(f) {
 		return fmt.Errorf("hugetlb: freeing folio %#x with its vmemmap optimised (model bug): %w", f.PFN, EFAULT)
 	}
 	if err := p.h.setFolioFlag(f, phys.FlagHugeTLB, false); err != nil {

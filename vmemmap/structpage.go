@@ -114,6 +114,9 @@ func (h *HugeTLB) setFolioFlag(f phys.Folio, flag uint32, on bool) error {
 // they are now (a store that went through a stale TLB entry to a frame
 // no longer mapped shows here). It counts nothing.
 func (h *HugeTLB) Check() error {
+	if h == nil {
+		return nil
+	}
 	var errs []error
 	bad := func(format string, a ...any) {
 		if len(errs) < 50 {
