@@ -103,8 +103,10 @@ func validCont(f *pgtable.Format, e pgtable.Entry) bool {
 // from p: never for init_mm (mm_is_user); always with contpte on; with
 // contpte off only when one of them is still a folded block, looked at
 // without counting (a script switched contpte off under live blocks).
+// Never for entries outside one table either: the generic functions then
+// refuse them (pgtable.PageTable.Misused).
 func (o *Ops) manages(pt *pgtable.PageTable, p pgtable.Ptr, nr int) bool {
-	if pt.Kernel() {
+	if pt.Kernel() || !p.In(nr) {
 		return false
 	}
 	if o.sw().ContPTE {
@@ -483,7 +485,7 @@ func setAccessFlags(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, e pgtable
 // BatchHint is arm64's pte_batch_hint: for a valid contiguous entry the
 // entries left in its block, else 1.
 func (o *Ops) BatchHint(pt *pgtable.PageTable, p pgtable.Ptr, e pgtable.Entry) int {
-	if pt.Kernel() || !validCont(pt.Format(), e) {
+	if pt.Kernel() || !p.Valid() || !validCont(pt.Format(), e) {
 		return 1
 	}
 	return o.n - p.I&(o.n-1)

@@ -71,8 +71,12 @@ type Meter struct {
 	tracer Tracer
 }
 
-// Add counts n occurrences of e. It costs an add and a branch.
+// Add counts n occurrences of e; a value that is no event counts nothing.
+// It costs an add and two branches.
 func (m *Meter) Add(e Event, n uint64) {
+	if e >= NumEvents {
+		return
+	}
 	m.counts[e] += n
 	if m.tracer != nil {
 		m.trace(e, n, 0, 0)
@@ -89,16 +93,24 @@ func (m *Meter) trace(e Event, n, addr, val uint64) {
 }
 
 // Note counts n occurrences of e at address addr with value val, which the
-// trace shows.
+// trace shows; a value that is no event counts nothing.
 func (m *Meter) Note(e Event, n, addr, val uint64) {
+	if e >= NumEvents {
+		return
+	}
 	m.counts[e] += n
 	if m.tracer != nil {
 		m.trace(e, n, addr, val)
 	}
 }
 
-// Count returns the counter of e.
-func (m *Meter) Count(e Event) uint64 { return m.counts[e] }
+// Count returns the counter of e, 0 for a value that is no event.
+func (m *Meter) Count(e Event) uint64 {
+	if e >= NumEvents {
+		return 0
+	}
+	return m.counts[e]
+}
 
 // Counts returns a copy of every counter.
 func (m *Meter) Counts() Counts { return m.counts }

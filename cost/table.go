@@ -45,8 +45,14 @@ func MustTable(arch string, figs map[Event]Figure) *Table {
 	return t
 }
 
-// Figure returns the figure for e.
-func (t *Table) Figure(e Event) Figure { return t.figures[e] }
+// Figure returns the figure for e, the zero Figure for a value that is no
+// event.
+func (t *Table) Figure(e Event) Figure {
+	if e >= NumEvents {
+		return Figure{}
+	}
+	return t.figures[e]
+}
 
 // PS returns the total cost of counts in picoseconds.
 func (t *Table) PS(c *Counts) uint64 {

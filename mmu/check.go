@@ -69,7 +69,8 @@ func (c *checker) use(f phys.Folio) *folioUse {
 // mapcounts equal to what the tables map, refcounts equal to mappings
 // plus page-cache, pin and holder references (so never below mapcount),
 // RSS equal to what the tables map, exclusive pages mapped at most once,
-// and no leaked table or frame.
+// no entry primitive called with a bad pointer (pgtable.Misuse), and no
+// leaked table or frame.
 func (m *Machine) Check() error {
 	c := &checker{m: m, folios: map[phys.PFN]*folioUse{}}
 	c.checkMM(m.kernel)
@@ -123,6 +124,9 @@ func (m *Machine) Check() error {
 func (c *checker) checkMM(mm *MM) {
 	m := c.m
 	fm := &m.arch.Format
+	if err := mm.pt.Misuse(); err != nil {
+		c.errorf("%s: %v", mm.name, err)
+	}
 	var prev *VMA
 	for _, v := range mm.vmas.v {
 		if v.Start >= v.End || v.Start&(mm.pageSize()-1) != 0 || v.End&(mm.pageSize()-1) != 0 || v.Detached {

@@ -67,18 +67,23 @@ type Knobs struct {
 	FaultAroundBytes uint64
 }
 
-// DefaultKnobs returns today's Linux defaults for a.
+// DefaultKnobs returns today's Linux defaults for a; for a nil arch, the
+// defaults of one that selects none of the optional features.
 func DefaultKnobs(a *arch.Arch) Knobs {
+	var caps arch.Caps
+	if a != nil {
+		caps = a.Caps
+	}
 	return Knobs{
-		MovePMD:          a.Caps.HaveMovePMD,
-		MovePUD:          a.Caps.HaveMovePUD,
+		MovePMD:          caps.HaveMovePMD,
+		MovePUD:          caps.HaveMovePUD,
 		ForkBatch:        true,
-		ContPTE:          a.Caps.ContPTEs > 0,
+		ContPTE:          caps.ContPTEs > 0,
 		FaultWholeFolio:  true,
 		FileLargeFolios:  true,
 		HVOBatch:         true,
 		SPF:              SPFVMA,
-		THP:              a.Caps.THPLevels != [len(a.Caps.THPLevels)]bool{},
+		THP:              caps.THPLevels != [len(caps.THPLevels)]bool{},
 		FaultAroundBytes: 64 << 10,
 	}
 }

@@ -268,7 +268,10 @@ func (m *Machine) newMM(name string, kernel bool) (*MM, error) {
 		return nil, fmt.Errorf("mm %s: %w", name, err)
 	}
 	mm.pt = pt
-	mm.limitUser()
+	if err := mm.limitUser(); err != nil {
+		_ = pt.FreeTable(pt.Root()) // the empty root is all it has
+		return nil, fmt.Errorf("mm %s: %w", name, err)
+	}
 	mm.tlb = m.tlb.NewContext(name, pt, &mm.meter, kernel)
 	if !kernel && m.arch.NewPTEOps != nil {
 		pt.SetOps(m.arch.NewPTEOps(m.archEnv(mm)))

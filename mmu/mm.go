@@ -163,16 +163,19 @@ func (mm *MM) pageSize() uint64 { return mm.m.arch.Geometry.PageSize() }
 
 // limitUser limits the page table to what its levels can map (s390
 // starts with three levels and 4 TiB).
-func (mm *MM) limitUser() {
+func (mm *MM) limitUser() error {
 	if mm.kernel || !mm.m.arch.Caps.GrowLevels {
-		return
+		return nil
 	}
 	space := mm.m.arch.User
 	root := mm.m.arch.Geometry.Tables[len(mm.m.arch.Geometry.Tables)-mm.pt.Levels()]
 	if span := root.Span(); span != 0 && (space.End == 0 || span < space.End) {
 		space.End = span
 	}
-	mm.pt.SetSpace(space)
+	if err := mm.pt.SetSpace(space); err != nil {
+		return fmt.Errorf("%s user space: %w", mm.m.arch.Name, err)
+	}
+	return nil
 }
 
 // growFor adds table levels until [addr, addr+size) fits, as s390's
@@ -191,7 +194,9 @@ func (mm *MM) growFor(addr, size uint64) error {
 			if err := mm.pt.Grow(levels); err != nil {
 				return err
 			}
-			mm.limitUser()
+			if err := mm.limitUser(); err != nil {
+				return err
+			}
 			mm.reloadEverywhere()
 			return nil
 		}

@@ -178,7 +178,7 @@ func wrprotectLiveRun(es []Entry, in, out, addr Entry) int {
 // it writes nothing and the caller writes the entries one by one.
 // Precondition: p.I+len(es) <= p.T.Len().
 func (pt *PageTable) SetEachPTE(p Ptr, es []Entry) bool {
-	if !pt.generic || p.T.level != PTE || !pt.quiet() {
+	if !pt.generic || !p.In(len(es)) || p.T.level != PTE || !pt.quiet() {
 		return false
 	}
 	t := p.T
@@ -265,7 +265,7 @@ func (pt *PageTable) countOne(t *Table, old, n Entry) {
 // reads. Otherwise ok is false and the caller reads entry by entry.
 // Precondition: p.I+n <= p.T.Len().
 func (pt *PageTable) QuietPTEs(p Ptr, n int) (es []Entry, ok bool) {
-	if !pt.generic || p.T.level != PTE || pt.meter.Tracing() {
+	if !pt.generic || !p.In(n) || p.T.level != PTE || pt.meter.Tracing() {
 		return nil, false
 	}
 	return p.T.entries[p.I : p.I+n], true

@@ -146,8 +146,14 @@ func (f *Format) bits(l Level) *Bits {
 	return &f.Huge
 }
 
-// IsNone reports whether e is an empty entry at level l (pte_none).
-func (f *Format) IsNone(e Entry, l Level) bool { return e&^f.NoneIgnore == f.None[l]&^f.NoneIgnore }
+// IsNone reports whether e is an empty entry at level l (pte_none). At a
+// value that is no level only 0 is empty.
+func (f *Format) IsNone(e Entry, l Level) bool {
+	if !l.Valid() {
+		return e == 0
+	}
+	return e&^f.NoneIgnore == f.None[l]&^f.NoneIgnore
+}
 
 // PFN returns the frame an entry maps or points to.
 func (f *Format) PFN(e Entry, l Level) phys.PFN {
@@ -158,8 +164,11 @@ func (f *Format) PFN(e Entry, l Level) phys.PFN {
 func (f *Format) TablePFN(e Entry) phys.PFN { return phys.PFN((e & f.TableAddrMask) >> f.PageShift) }
 
 // MkTable returns a table entry at level l pointing at frame pfn
-// (pmd_populate's value).
+// (pmd_populate's value); at a value that is no level, the bare address.
 func (f *Format) MkTable(l Level, pfn phys.PFN, kernel bool) Entry {
+	if !l.Valid() {
+		return Entry(uint64(pfn)<<f.PageShift) & f.TableAddrMask
+	}
 	bits := f.TableBits[l]
 	if kernel {
 		bits = f.KernelTableBits[l]
@@ -184,9 +193,17 @@ func (f *Format) MkHuge(pfn phys.PFN, prot Prot) Entry {
 }
 
 // MkHugeAt returns a leaf at upper level l mapping pfn: MkHuge with the
-// level's HugeLevelBits.
+// level's HugeLevelBits (none at a value that is no level).
 func (f *Format) MkHugeAt(l Level, pfn phys.PFN, prot Prot) Entry {
-	return f.MkHuge(pfn, prot) | f.HugeLevelBits[l]
+	return f.MkHuge(pfn, prot) | f.levelBits(l)
+}
+
+// levelBits returns HugeLevelBits[l], 0 for a value that is no level.
+func (f *Format) levelBits(l Level) Entry {
+	if !l.Valid() {
+		return 0
+	}
+	return f.HugeLevelBits[l]
 }
 
 // MkKernel returns a kernel PTE mapping pfn, PAGE_KERNEL or PAGE_KERNEL_RO.
@@ -213,7 +230,7 @@ func (f *Format) IsLeaf(e Entry, l Level) bool {
 	if l == PTE {
 		return f.Present(e, l)
 	}
-	if !f.LeafLevels[l] {
+	if !l.Valid() || !f.LeafLevels[l] {
 		return false // no huge leaves here (UML has none at all)
 	}
 	b := &f.Huge
@@ -453,7 +470,7 @@ func (f *Format) Modify(e Entry, l Level, prot Prot) Entry {
 	b := f.bits(l)
 	n := f.Prots[prot&(numProts-1)]
 	if l != PTE {
-		n = f.HugeProts[prot&(numProts-1)] | f.HugeLevelBits[l]
+		n = f.HugeProts[prot&(numProts-1)] | f.levelBits(l)
 	}
 	n |= e & b.AddrMask
 	n |= e & (b.Special | b.SoftDirty | b.UffdWP | b.Cont)

@@ -63,14 +63,29 @@ type Geometry struct {
 	MinTables int
 }
 
-// Shift returns the shift of Linux level l.
-func (g *Geometry) Shift(l Level) uint { return g.Shifts[l] }
+// Valid reports whether l is one of the five levels.
+func (l Level) Valid() bool { return l < NumLevels }
 
-// Size returns the bytes one entry of level l maps (PMD_SIZE for PMD).
-func (g *Geometry) Size(l Level) uint64 { return 1 << g.Shifts[l] }
+// Shift returns the shift of Linux level l, 0 for a value that is no
+// level.
+func (g *Geometry) Shift(l Level) uint {
+	if !l.Valid() {
+		return 0
+	}
+	return g.Shifts[l]
+}
+
+// Size returns the bytes one entry of level l maps (PMD_SIZE for PMD), 0
+// for a value that is no level.
+func (g *Geometry) Size(l Level) uint64 {
+	if !l.Valid() {
+		return 0
+	}
+	return 1 << g.Shifts[l]
+}
 
 // Mask returns the mask that aligns an address down to level l
-// (PMD_MASK for PMD).
+// (PMD_MASK for PMD), 0 for a value that is no level.
 func (g *Geometry) Mask(l Level) uint64 { return ^(g.Size(l) - 1) }
 
 // PageSize returns the base page size.
@@ -134,8 +149,11 @@ func log2(x uint64) uint {
 // AddrEnd returns the end of the level-l entry that contains addr, or end
 // if that comes first (pmd_addr_end and friends). Like Linux it compares
 // boundary-1 with end-1, so an end of 0 means the top of the address
-// space.
+// space. For a value that is no level it returns end.
 func (g *Geometry) AddrEnd(l Level, addr, end uint64) uint64 {
+	if !l.Valid() {
+		return end
+	}
 	boundary := (addr + g.Size(l)) & g.Mask(l)
 	if boundary-1 < end-1 {
 		return boundary

@@ -18,7 +18,7 @@ import "github.com/ptsim/ptsim/cost"
 // Precondition: src and dst are PTE slots of n entries each inside their
 // tables, and the n destination slots are empty.
 func (pt *PageTable) MovePTEsQuiet(src, dst Ptr, n int, setPresent, clear Entry) (moved int, present, ok bool) {
-	if _, generic := pt.ops.(GenericOps); !generic || !pt.quiet() {
+	if _, generic := pt.ops.(GenericOps); !generic || !pt.quiet() || !src.In(n) || !dst.In(n) {
 		return 0, false, false
 	}
 	f := pt.fmt

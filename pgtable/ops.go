@@ -44,6 +44,8 @@ type ArchOps interface {
 
 // GenericOps implements ArchOps with Linux's generic definitions: plain
 // stores, no arch bookkeeping. Arches embed it and override what they need.
+// Like every ArchOps, its methods do nothing (a read gives 0) for a
+// pointer whose entries are not entries of one table (see Misused).
 type GenericOps struct{}
 
 // SetPTEs is the generic set_ptes.
@@ -59,6 +61,9 @@ func (GenericOps) GetLockless(pt *PageTable, addr uint64, p Ptr) Entry { return 
 
 // GetAndClear is the generic get_and_clear_full_ptes.
 func (GenericOps) GetAndClear(pt *PageTable, addr uint64, p Ptr, nr int, full bool) Entry {
+	if !p.In(nr) && pt.Misused("get_and_clear_full_ptes", addr, p, nr) {
+		return 0
+	}
 	return pt.getAndClearOR(addr, p, nr)
 }
 
@@ -82,6 +87,9 @@ func (pt *PageTable) getAndClearOR(addr uint64, p Ptr, nr int) Entry {
 
 // Clear is the generic clear_full_ptes.
 func (GenericOps) Clear(pt *PageTable, addr uint64, p Ptr, nr int, full bool) {
+	if !p.In(nr) && pt.Misused("clear_full_ptes", addr, p, nr) {
+		return
+	}
 	ps := uint64(1) << pt.fmt.PageShift
 	for i := 0; i < nr; i++ {
 		pt.RawClear(addr+uint64(i)*ps, p.Add(i))
@@ -90,6 +98,9 @@ func (GenericOps) Clear(pt *PageTable, addr uint64, p Ptr, nr int, full bool) {
 
 // Wrprotect is the generic wrprotect_ptes: ptep_set_wrprotect on each.
 func (GenericOps) Wrprotect(pt *PageTable, addr uint64, p Ptr, nr int) {
+	if !p.In(nr) && pt.Misused("wrprotect_ptes", addr, p, nr) {
+		return
+	}
 	if p.T.level == PTE && pt.quiet() {
 		pt.bulkWrprotect(p, nr)
 		return
@@ -103,6 +114,9 @@ func (GenericOps) Wrprotect(pt *PageTable, addr uint64, p Ptr, nr int) {
 
 // TestAndClearYoung is the generic ptep_test_and_clear_young over nr PTEs.
 func (GenericOps) TestAndClearYoung(pt *PageTable, addr uint64, p Ptr, nr int) bool {
+	if !p.In(nr) && pt.Misused("test_and_clear_young", addr, p, nr) {
+		return false
+	}
 	young := false
 	ps := uint64(1) << pt.fmt.PageShift
 	for i := 0; i < nr; i++ {
@@ -147,8 +161,13 @@ func (pt *PageTable) Lazy() bool { return pt.lazy > 0 }
 // arch's ArchOps.
 
 // SetPTEs writes nr PTEs starting at p (set_ptes).
-// Precondition: p.I+nr <= p.T.Len(); for nr > 1 the targets are empty.
+// Precondition: for nr > 1 the targets are empty. Like every public PTE
+// function below, it does nothing (a read gives 0) when p and the nr-1
+// entries after it are not entries of one table (see Misuse).
 func (pt *PageTable) SetPTEs(addr uint64, p Ptr, e Entry, nr int) {
+	if !p.In(nr) && pt.Misused("set_ptes", addr, p, nr) {
+		return
+	}
 	if pt.generic {
 		if p.T.level == PTE && pt.quiet() {
 			if nr == 1 {
@@ -169,6 +188,9 @@ func (pt *PageTable) SetPTEAt(addr uint64, p Ptr, e Entry) { pt.SetPTEs(addr, p,
 
 // PtepGet reads a PTE (ptep_get).
 func (pt *PageTable) PtepGet(addr uint64, p Ptr) Entry {
+	if !p.In(1) && pt.Misused("ptep_get", addr, p, 1) {
+		return 0
+	}
 	if pt.generic {
 		pt.meter.Add(cost.EntryReads, 1) // RawGet, one call shallower
 		return p.T.entries[p.I]
@@ -178,25 +200,42 @@ func (pt *PageTable) PtepGet(addr uint64, p Ptr) Entry {
 
 // PtepGetLockless reads a PTE without the lock (ptep_get_lockless).
 func (pt *PageTable) PtepGetLockless(addr uint64, p Ptr) Entry {
+	if !p.In(1) && pt.Misused("ptep_get_lockless", addr, p, 1) {
+		return 0
+	}
 	return pt.ops.GetLockless(pt, addr, p)
 }
 
 // PtepGetAndClear clears one PTE and returns it (ptep_get_and_clear).
 func (pt *PageTable) PtepGetAndClear(addr uint64, p Ptr) Entry {
+	if !p.In(1) && pt.Misused("ptep_get_and_clear", addr, p, 1) {
+		return 0
+	}
 	return pt.ops.GetAndClear(pt, addr, p, 1, false)
 }
 
 // GetAndClearFullPTEs clears nr PTEs and returns the first with the A/D
 // bits of all (get_and_clear_full_ptes).
 func (pt *PageTable) GetAndClearFullPTEs(addr uint64, p Ptr, nr int, full bool) Entry {
+	if !p.In(nr) && pt.Misused("get_and_clear_full_ptes", addr, p, nr) {
+		return 0
+	}
 	return pt.ops.GetAndClear(pt, addr, p, nr, full)
 }
 
 // PTEClear clears one PTE (pte_clear).
-func (pt *PageTable) PTEClear(addr uint64, p Ptr) { pt.ops.Clear(pt, addr, p, 1, false) }
+func (pt *PageTable) PTEClear(addr uint64, p Ptr) {
+	if !p.In(1) && pt.Misused("pte_clear", addr, p, 1) {
+		return
+	}
+	pt.ops.Clear(pt, addr, p, 1, false)
+}
 
 // ClearFullPTEs clears nr PTEs (clear_full_ptes).
 func (pt *PageTable) ClearFullPTEs(addr uint64, p Ptr, nr int, full bool) {
+	if !p.In(nr) && pt.Misused("clear_full_ptes", addr, p, nr) {
+		return
+	}
 	pt.ops.Clear(pt, addr, p, nr, full)
 }
 
@@ -205,6 +244,9 @@ func (pt *PageTable) PtepSetWrprotect(addr uint64, p Ptr) { pt.WrprotectPTEs(add
 
 // WrprotectPTEs write-protects nr PTEs (wrprotect_ptes).
 func (pt *PageTable) WrprotectPTEs(addr uint64, p Ptr, nr int) {
+	if !p.In(nr) && pt.Misused("wrprotect_ptes", addr, p, nr) {
+		return
+	}
 	if pt.generic {
 		if p.T.level == PTE && pt.quiet() {
 			if nr == 1 {
@@ -222,17 +264,23 @@ func (pt *PageTable) WrprotectPTEs(addr uint64, p Ptr, nr int) {
 
 // PtepTestAndClearYoung marks a PTE old, reporting whether it was young.
 func (pt *PageTable) PtepTestAndClearYoung(addr uint64, p Ptr) bool {
+	if !p.In(1) && pt.Misused("ptep_test_and_clear_young", addr, p, 1) {
+		return false
+	}
 	return pt.ops.TestAndClearYoung(pt, addr, p, 1)
 }
 
 // PtepSetAccessFlags relaxes a PTE (ptep_set_access_flags).
 func (pt *PageTable) PtepSetAccessFlags(addr uint64, p Ptr, e Entry, dirty bool) bool {
+	if !p.In(1) && pt.Misused("ptep_set_access_flags", addr, p, 1) {
+		return false
+	}
 	return pt.ops.SetAccessFlags(pt, addr, p, e, dirty)
 }
 
 // PteBatchHint returns pte_batch_hint for the PTE at p.
 func (pt *PageTable) PteBatchHint(p Ptr, e Entry) int {
-	if pt.generic {
+	if pt.generic || !p.Valid() {
 		return 1
 	}
 	return pt.ops.BatchHint(pt, p, e)

@@ -94,6 +94,8 @@ type PageTable struct {
 	// pmdHint is the same for the table the last walk for a PMD entry
 	// reached.
 	pmdHint walkHint
+	// misuse records entry primitives called with a bad pointer.
+	misuse misuses
 }
 
 // walkHint is a one-entry cache of the last PTE table walked to.
@@ -173,8 +175,44 @@ func (pt *PageTable) Kernel() bool { return pt.kernel }
 func (pt *PageTable) Space() Range { return pt.space }
 
 // SetSpace changes the range of addresses the table may map (s390 grows
-// it with its levels).
-func (pt *PageTable) SetSpace(r Range) { pt.space = r }
+// it with its levels). An End of 0 means the top of the address space. It
+// fails with EINVAL, changing nothing, for an empty or unaligned range or
+// one that the root table cannot address in one piece.
+func (pt *PageTable) SetSpace(r Range) error {
+	ps := pt.geo.PageSize()
+	span := pt.geo.Tables[pt.top].Span() // 0: the root spans all 2^64
+	var base uint64
+	if span != 0 {
+		base = r.Start &^ (span - 1)
+	}
+	switch {
+	case r.Start&(ps-1) != 0 || r.End&(ps-1) != 0:
+		return fmt.Errorf("pgtable: space %#x-%#x: not page aligned: %w", r.Start, r.End, EINVAL)
+	case r.End != 0 && r.End <= r.Start:
+		return fmt.Errorf("pgtable: space %#x-%#x: empty: %w", r.Start, r.End, EINVAL)
+	case span != 0 && r.End-1-base >= span:
+		return fmt.Errorf("pgtable: space %#x-%#x: beyond the %#x bytes the root maps: %w", r.Start, r.End, span, EINVAL)
+	}
+	pt.space = r
+	return nil
+}
+
+// IndexOf returns the index of addr's entry in a table of t's level, -1
+// for no table.
+func (pt *PageTable) IndexOf(t *Table, addr uint64) int {
+	if t == nil {
+		return -1
+	}
+	return pt.index(t, addr)
+}
+
+// EntrySize returns the bytes one entry of t maps, 0 for no table.
+func (pt *PageTable) EntrySize(t *Table) uint64 {
+	if t == nil {
+		return 0
+	}
+	return t.entrySize()
+}
 
 // Root returns the root table.
 func (pt *PageTable) Root() *Table { return pt.root }
@@ -268,12 +306,6 @@ func (pt *PageTable) tableGeo(t *Table) TableGeometry { return pt.geo.Tables[t.g
 func (pt *PageTable) index(t *Table, addr uint64) int {
 	return int(uint32(addr>>t.shift) & t.mask)
 }
-
-// IndexOf returns the index of addr's entry in a table of t's level.
-func (pt *PageTable) IndexOf(t *Table, addr uint64) int { return pt.index(t, addr) }
-
-// EntrySize returns the bytes one entry of t maps.
-func (pt *PageTable) EntrySize(t *Table) uint64 { return t.entrySize() }
 
 // entrySize is TableGeometry.Size of t's level, from the shift cached in
 // t.

@@ -38,8 +38,12 @@ type LazyObserver interface {
 	LazyMMU(pt *PageTable, enter bool)
 }
 
-// RawGet reads an entry (__ptep_get, pmdp_get) and counts the read.
+// RawGet reads an entry (__ptep_get, pmdp_get) and counts the read. For
+// a pointer to no entry it reads nothing and returns 0 (see Misuse).
 func (pt *PageTable) RawGet(p Ptr) Entry {
+	if !p.In(1) && pt.Misused("read", 0, p, 1) {
+		return 0
+	}
 	pt.meter.Add(cost.EntryReads, 1)
 	return p.T.entries[p.I]
 }
@@ -80,7 +84,11 @@ func (pt *PageTable) observerQuiet() bool { return pt.quietFlag != nil && *pt.qu
 
 // RawSet stores a leaf or empty entry with a plain store (set_pte).
 // Precondition: p does not hold a table entry (use ClearTable for those).
+// A pointer to no entry stores nothing (see Misuse).
 func (pt *PageTable) RawSet(addr uint64, p Ptr, e Entry) {
+	if !p.In(1) && pt.Misused("set", addr, p, 1) {
+		return
+	}
 	if p.T.level == PTE {
 		e |= pt.fmt.SetAlways
 	}
@@ -89,8 +97,12 @@ func (pt *PageTable) RawSet(addr uint64, p Ptr, e Entry) {
 
 // RawExchange stores e with an invalidating exchange and returns the old
 // value; the caller has purged (or is about to purge) the old
-// translation, as s390's IPTE does.
+// translation, as s390's IPTE does. A pointer to no entry stores
+// nothing and returns 0 (see Misuse).
 func (pt *PageTable) RawExchange(addr uint64, p Ptr, e Entry) Entry {
+	if !p.In(1) && pt.Misused("exchange", addr, p, 1) {
+		return 0
+	}
 	old := p.T.entries[p.I]
 	if p.T.level == PTE {
 		e |= pt.fmt.SetAlways
@@ -101,8 +113,11 @@ func (pt *PageTable) RawExchange(addr uint64, p Ptr, e Entry) Entry {
 
 // RawSetPTEs writes nr consecutive PTEs starting at p, the first e and
 // each next one mapping the next frame (__set_ptes).
-// Precondition: p.I+nr <= p.T.Len().
+// Entries reaching past the table store nothing (see Misuse).
 func (pt *PageTable) RawSetPTEs(addr uint64, p Ptr, e Entry, nr int) {
+	if !p.In(nr) && pt.Misused("set_ptes", addr, p, nr) {
+		return
+	}
 	if p.T.level == PTE && pt.quiet() {
 		pt.bulkSetPTEs(p, e, nr)
 		return
@@ -118,6 +133,9 @@ func (pt *PageTable) RawSetPTEs(addr uint64, p Ptr, e Entry, nr int) {
 // RawGetAndClear reads and clears one entry with a plain store
 // (__ptep_get_and_clear).
 func (pt *PageTable) RawGetAndClear(addr uint64, p Ptr) Entry {
+	if !p.In(1) && pt.Misused("get_and_clear", addr, p, 1) {
+		return 0
+	}
 	old := pt.RawGet(p)
 	pt.write(addr, p, pt.fmt.None[p.T.level], WritePlain)
 	return old
@@ -125,6 +143,9 @@ func (pt *PageTable) RawGetAndClear(addr uint64, p Ptr) Entry {
 
 // RawClear clears one entry with a plain store (__pte_clear).
 func (pt *PageTable) RawClear(addr uint64, p Ptr) {
+	if !p.In(1) && pt.Misused("clear", addr, p, 1) {
+		return
+	}
 	pt.write(addr, p, pt.fmt.None[p.T.level], WritePlain)
 }
 
@@ -132,7 +153,14 @@ func (pt *PageTable) RawClear(addr uint64, p Ptr) {
 // A child that mapped other addresses before (mremap moving a whole table
 // with its subtree) has its descendants' first addresses moved with it.
 // Precondition: p is empty and child is a detached table of the next level.
+// A pointer to no entry, or no child, changes nothing (see Misuse).
 func (pt *PageTable) Populate(addr uint64, p Ptr, child *Table) {
+	if !p.In(1) && pt.Misused("populate", addr, p, 1) {
+		return
+	}
+	if child == nil && pt.Misused("populate with no table", addr, p, 1) {
+		return
+	}
 	size := p.T.entrySize()
 	rebase(child, addr&^(size-1))
 	p.T.next[p.I] = child
@@ -161,6 +189,9 @@ func rebase(t *Table, base uint64) {
 // not freed: the caller moves it (mremap) or frees it after the TLB flush
 // (free_pgtables through the mmu_gather).
 func (pt *PageTable) ClearTable(addr uint64, p Ptr) *Table {
+	if !p.In(1) && pt.Misused("clear table", addr, p, 1) {
+		return nil
+	}
 	child := p.T.next[p.I]
 	p.T.next[p.I] = nil
 	pt.gen++
@@ -190,6 +221,9 @@ func (pt *PageTable) SetLeaf(addr uint64, p Ptr, e Entry) error {
 // s390's IDTE).
 // Precondition: p holds a leaf or nothing.
 func (pt *PageTable) ExchangeLeaf(addr uint64, p Ptr, e Entry) Entry {
+	if !p.In(1) && pt.Misused("exchange leaf", addr, p, 1) {
+		return 0
+	}
 	old := p.T.entries[p.I]
 	pt.write(addr, p, e, WriteExchange)
 	return old
@@ -208,6 +242,9 @@ func (pt *PageTable) IsNone(e Entry, l Level) bool { return pt.fmt.IsNone(e, l) 
 // an entry write: nothing is counted and the observer is not told. On
 // arches without such bits it changes nothing.
 func (pt *PageTable) MkUptodate(p Ptr) {
+	if !p.In(1) && pt.Misused("mkuptodate", 0, p, 1) {
+		return
+	}
 	p.T.entries[p.I] &^= pt.fmt.SetAlways & pt.fmt.NoneIgnore
 }
 
@@ -215,6 +252,9 @@ func (pt *PageTable) MkUptodate(p Ptr) {
 // of a live entry during a walk (an atomic update, not a kernel store):
 // it counts ad_updates rather than an entry write.
 func (pt *PageTable) HWUpdate(addr uint64, p Ptr, e Entry) {
+	if !p.In(1) && pt.Misused("hardware update", addr, p, 1) {
+		return
+	}
 	t := p.T
 	old := t.entries[p.I]
 	t.entries[p.I] = e
@@ -224,15 +264,14 @@ func (pt *PageTable) HWUpdate(addr uint64, p Ptr, e Entry) {
 	}
 }
 
-// CheckPtr is the checked entry point to the entry primitives (RawGet,
-// RawSet, RawSetPTEs, SetPTEs, PtepGet, ClearFullPTEs, WrprotectPTEs...):
-// it reports, with EINVAL naming the problem, whether p and the nr entries
-// from it (nr >= 1) satisfy their preconditions: p points into a live
-// table of pt, at the entry that maps addr, and the nr entries stay inside
-// that table. The primitives themselves do not check: they run once per
-// entry in mremap's and fork's loops, and their callers get p from a walk
-// of pt (see ARCHITECTURE.md, "Preconditions, not checks, in the entry
-// primitives"). Cost: one walk from the root.
+// CheckPtr reports, with EINVAL naming the problem, whether p and the nr
+// entries from it (nr >= 1) are what the entry primitives (RawGet, RawSet,
+// SetPTEs, PtepGet, ClearFullPTEs, WrprotectPTEs...) expect: p points into
+// a live table of pt, at the entry that maps addr, and the nr entries stay
+// inside that table. The primitives themselves check only the last part
+// (see Misuse): they run once per entry in mremap's and fork's loops, and
+// their callers get p from a walk of pt (see ARCHITECTURE.md, "Checks in
+// the entry primitives"). Cost: one walk from the root.
 func (pt *PageTable) CheckPtr(addr uint64, p Ptr, nr int) error {
 	switch {
 	case p.T == nil:

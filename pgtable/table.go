@@ -53,12 +53,18 @@ func (t *Table) Freed() bool { return t.freed }
 // Base returns the first virtual address the table maps.
 func (t *Table) Base() uint64 { return t.base }
 
-// Entry returns entry i, uncounted: an inspection helper.
-func (t *Table) Entry(i int) Entry { return t.entries[i] }
+// Entry returns entry i, uncounted: an inspection helper. An index
+// outside the table gives 0.
+func (t *Table) Entry(i int) Entry {
+	if i < 0 || i >= len(t.entries) {
+		return 0
+	}
+	return t.entries[i]
+}
 
 // Child returns the table that entry i points to, or nil.
 func (t *Table) Child(i int) *Table {
-	if t.next == nil {
+	if t.next == nil || i < 0 || i >= len(t.next) {
 		return nil
 	}
 	return t.next[i]
@@ -77,20 +83,44 @@ type Ptr struct {
 }
 
 // Valid reports whether p points at an entry.
-func (p Ptr) Valid() bool { return p.T != nil && p.I >= 0 && p.I < len(p.T.entries) }
+func (p Ptr) Valid() bool { return p.In(1) }
+
+// In reports whether p and the nr-1 entries after it (nr >= 1) are
+// entries of one table: the precondition of the functions that take a
+// pointer and a count (set_ptes and friends).
+func (p Ptr) In(nr int) bool {
+	return p.T != nil && nr >= 1 && p.I >= 0 && p.I <= len(p.T.entries)-nr
+}
 
 // Add returns a pointer n entries further (ptep + n).
 // Precondition: the result stays inside the table.
 func (p Ptr) Add(n int) Ptr { return Ptr{T: p.T, I: p.I + n} }
 
-// Level returns the level of the entry p points at.
-func (p Ptr) Level() Level { return p.T.level }
+// Level returns the level of the entry p points at, NumLevels for a
+// pointer to no table.
+func (p Ptr) Level() Level {
+	if p.T == nil {
+		return NumLevels
+	}
+	return p.T.level
+}
 
-// Peek returns the entry, uncounted (for inspection and for assertions).
-func (p Ptr) Peek() Entry { return p.T.entries[p.I] }
+// Peek returns the entry, uncounted (for inspection and for assertions);
+// 0 for a pointer to no entry.
+func (p Ptr) Peek() Entry {
+	if !p.Valid() {
+		return 0
+	}
+	return p.T.entries[p.I]
+}
 
 // Child returns the table the entry points to, or nil.
-func (p Ptr) Child() *Table { return p.T.Child(p.I) }
+func (p Ptr) Child() *Table {
+	if p.T == nil {
+		return nil
+	}
+	return p.T.Child(p.I)
+}
 
 // Lock is a page-table lock in simulated time. The model is driven from
 // one goroutine; the lock records who holds it so that the deterministic

@@ -151,6 +151,9 @@ func (s *Sim) Go(name string, cpu int, body func(t *Thread)) error {
 	if cpu < 0 || cpu >= s.m.CPUs() {
 		return fmt.Errorf("spf: thread %s on cpu %d of %d: %w", name, cpu, s.m.CPUs(), mmu.EINVAL)
 	}
+	if body == nil {
+		return fmt.Errorf("spf: thread %s has no body: %w", name, mmu.EINVAL)
+	}
 	s.s.Go(name, cpu, func(st *sched.Thread) {
 		t := &Thread{sim: s, st: st}
 		s.resume(t)

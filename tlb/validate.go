@@ -191,8 +191,11 @@ func checkLeaf(f *pgtable.Format, le pgtable.Entry, l pgtable.Level, pfn, cached
 }
 
 // TableFor returns the table of pt that holds level-l entries for va, or
-// nil when the walk stops above it. It counts nothing.
+// nil when the walk stops above it (or pt is nil). It counts nothing.
 func TableFor(pt *pgtable.PageTable, va uint64, l pgtable.Level) *pgtable.Table {
+	if pt == nil {
+		return nil
+	}
 	t := pt.Root()
 	for l > t.Level() {
 		c := t.Child(pt.IndexOf(t, va))

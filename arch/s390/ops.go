@@ -114,6 +114,9 @@ func (o *PTEOps) getAndClearFull(pt *pgtable.PageTable, addr uint64, p pgtable.P
 // GetAndClear is get_and_clear_full_ptes: ptep_get_and_clear_full on
 // each pte, the young and dirty bits of all ORed into the first.
 func (o *PTEOps) GetAndClear(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, nr int, full bool) pgtable.Entry {
+	if !p.In(nr) && pt.Misused("get_and_clear_full_ptes", addr, p, nr) {
+		return 0
+	}
 	f := pt.Format()
 	ps := pt.Geometry().PageSize()
 	first := o.getAndClearFull(pt, addr, p, full)
@@ -131,6 +134,9 @@ func (o *PTEOps) GetAndClear(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, 
 
 // Clear is clear_full_ptes: ptep_get_and_clear_full on each pte.
 func (o *PTEOps) Clear(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, nr int, full bool) {
+	if !p.In(nr) && pt.Misused("clear_full_ptes", addr, p, nr) {
+		return
+	}
 	ps := pt.Geometry().PageSize()
 	for i := 0; i < nr; i++ {
 		o.getAndClearFull(pt, addr+uint64(i)*ps, p.Add(i), full)
@@ -140,6 +146,9 @@ func (o *PTEOps) Clear(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, nr int
 // Wrprotect is wrprotect_ptes: ptep_set_wrprotect on each pte, a lazy
 // exchange of a writable pte.
 func (o *PTEOps) Wrprotect(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, nr int) {
+	if !p.In(nr) && pt.Misused("wrprotect_ptes", addr, p, nr) {
+		return
+	}
 	f := pt.Format()
 	ps := pt.Geometry().PageSize()
 	for i := 0; i < nr; i++ {
@@ -155,6 +164,9 @@ func (o *PTEOps) Wrprotect(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, nr
 // exchange with the pte made old (an old pte carries _PAGE_INVALID, so
 // only a young one is purged).
 func (o *PTEOps) TestAndClearYoung(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, nr int) bool {
+	if !p.In(nr) && pt.Misused("ptep_test_and_clear_young", addr, p, nr) {
+		return false
+	}
 	f := pt.Format()
 	ps := pt.Geometry().PageSize()
 	young := false
@@ -181,6 +193,9 @@ func AllowRDP(old, new pgtable.Entry) bool {
 // SetAccessFlags is ptep_set_access_flags: nothing for the same pte;
 // RDP when AllowRDP; else a direct exchange.
 func (o *PTEOps) SetAccessFlags(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, e pgtable.Entry, dirty bool) bool {
+	if !p.In(1) && pt.Misused("ptep_set_access_flags", addr, p, 1) {
+		return false
+	}
 	old := pt.RawGet(p)
 	if old == e {
 		return false

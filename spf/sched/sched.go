@@ -175,8 +175,11 @@ type Thread struct {
 }
 
 // Go adds a thread running body on cpu. Threads start at clock 0 and run
-// only under Run.
+// only under Run. A nil body makes a thread that starts and ends.
 func (s *Scheduler) Go(name string, cpu int, body func(t *Thread)) *Thread {
+	if body == nil {
+		body = func(*Thread) {}
+	}
 	t := &Thread{ID: len(s.threads) + 1, Name: name, CPU: cpu, s: s}
 	seq := func(yield func(Point) bool) {
 		t.yield = yield
