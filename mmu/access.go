@@ -97,9 +97,16 @@ func (mm *MM) translate(c *tlb.CPU, addr uint64, kind AccessKind) (phys.PFN, boo
 
 // hardwareWalk walks the page tables as the MMU does: from the deepest
 // table the walk cache holds, one memory reference per level, filling the
-// walk cache and, for a usable leaf, the TLB.
+// walk cache and, for a usable leaf, the TLB. An address outside the
+// table's space faults before any walk, as the MMU refuses it (x86's
+// non-canonical #GP, arm64's translation fault beyond TxSZ, s390's
+// exception beyond the ASCE's reach): its index bits would wrap onto
+// another address's entries.
 func (mm *MM) hardwareWalk(c *tlb.CPU, addr uint64, kind AccessKind) (phys.PFN, bool) {
 	pt := mm.pt
+	if !pt.Space().Contains(addr, 1) {
+		return 0, false
+	}
 	fm := &mm.m.arch.Format
 	t := mm.walkStart(c, addr)
 	for {

@@ -589,3 +589,35 @@ func TestOutOfRangeArguments(t *testing.T) {
 		})
 	}
 }
+
+// TestAccessOutsideSpace reads and writes addresses past the end of the
+// page table's space whose index bits alias a mapped page (va plus a
+// power of two above every table's reach): the MMU must refuse them
+// (EFAULT), not walk onto the aliased entries and cache a translation the
+// tables do not give. Found by FuzzRun.
+func TestAccessOutsideSpace(t *testing.T) {
+	for _, name := range archs.Names() {
+		t.Run(name, func(t *testing.T) {
+			e := injMachine(t, name)
+			require.NoError(t, e.mm.Mmap(e.va, 4*e.ps, rwProt, mmu.MapFlags{}))
+			require.NoError(t, e.mm.Write(0, e.va, 7))
+			space := e.mm.PageTable().Space()
+			for shift := uint(32); shift < 64; shift++ {
+				alias := e.va + 1<<shift
+				if space.Contains(alias, 1) {
+					continue // a real address of this space, not an alias
+				}
+				_, err := e.mm.Read(0, alias)
+				require.ErrorIs(t, err, mmu.EFAULT, "read %#x", alias)
+				require.ErrorIs(t, e.mm.Write(1, alias, 1), mmu.EFAULT, "write %#x", alias)
+				_, ok, err := e.mm.TryAccess(0, alias, mmu.Read)
+				require.NoError(t, err)
+				require.False(t, ok, "TryAccess %#x", alias)
+			}
+			got, err := e.mm.Read(0, e.va)
+			require.NoError(t, err)
+			require.Equal(t, uint64(7), got)
+			e.checked(t)
+		})
+	}
+}

@@ -280,7 +280,7 @@ func (pt *PageTable) CheckPtr(addr uint64, p Ptr, nr int) error {
 		return fmt.Errorf("pgtable: pointer for %#x: %s table pfn %#x is freed: %w", addr, p.T.level, p.T.pfn, EINVAL)
 	case nr < 1 || p.I < 0 || p.I > len(p.T.entries)-nr:
 		return fmt.Errorf("pgtable: pointer for %#x: entries %d+%d outside a table of %d: %w", addr, p.I, nr, len(p.T.entries), EINVAL)
-	case addr < pt.space.Start || pt.space.End != 0 && addr >= pt.space.End:
+	case !pt.space.Contains(addr, 1):
 		return fmt.Errorf("pgtable: pointer for %#x: address outside %#x-%#x: %w", addr, pt.space.Start, pt.space.End, EINVAL)
 	}
 	for t := pt.root; t != p.T; {

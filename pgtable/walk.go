@@ -14,10 +14,15 @@ func holds(t *Table, l Level) bool { return l <= t.level }
 // Walk returns a pointer to addr's entry at level want, reading tables from
 // the root down as the kernel's pXd_offset chain does, and counting a read
 // per level passed. When the walk stops above want, at an empty entry or a
-// huge leaf, it returns that entry and false.
+// huge leaf, it returns that entry and false. For an address outside the
+// table's space (whose index bits would wrap onto another address's
+// entries) it returns no pointer and false.
 func (pt *PageTable) Walk(addr uint64, want Level) (Ptr, bool) {
 	if p, ok := pt.hinted(addr, want); ok {
 		return p, true
+	}
+	if !pt.space.Contains(addr, 1) {
+		return Ptr{}, false
 	}
 	t := pt.root
 	depth := uint64(0)
@@ -82,7 +87,7 @@ func (pt *PageTable) remember(t *Table, want Level, depth uint64) {
 // allocating nothing, for a level that is not one or an address outside
 // the table's space.
 func (pt *PageTable) WalkAlloc(addr uint64, want Level) (Ptr, error) {
-	if want > PTE || addr < pt.space.Start || pt.space.End != 0 && addr >= pt.space.End {
+	if want > PTE || !pt.space.Contains(addr, 1) {
 		return Ptr{}, fmt.Errorf("pgtable: walk to %v at %#x: bad level or address outside %#x-%#x: %w",
 			want, addr, pt.space.Start, pt.space.End, EINVAL)
 	}
@@ -142,7 +147,7 @@ func (t Translation) PA(addr uint64, pageShift uint) uint64 {
 // onto another address). Cost: a range check, then one index and one
 // pointer load per level.
 func (pt *PageTable) Lookup(addr uint64) (Translation, bool) {
-	if addr < pt.space.Start || pt.space.End != 0 && addr >= pt.space.End {
+	if !pt.space.Contains(addr, 1) {
 		return Translation{}, false
 	}
 	t := pt.root
