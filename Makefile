@@ -1,7 +1,7 @@
 # ptsim: the commands a user and CI need.
 GO ?= go
 
-.PHONY: test bench demo docs docs-deps lint fmt-check vet
+.PHONY: test long fuzz bench demo docs docs-deps lint fmt-check vet
 
 # test is what CI runs (.ci/run): formatting, vet, and every test under the
 # race detector.
@@ -14,6 +14,22 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+# long runs the property tests' long mode: 10,000 random operation
+# sequences per architecture, each optimised path beside its slow twin,
+# every invariant checked after every step (PTSIM_SEQUENCES=N for another
+# number). Tens of minutes.
+long:
+	PTSIM_LONG=1 $(GO) test -count=1 -timeout 0 -run '^TestStateMachine$$' ./internal/proptest
+
+# fuzz runs each native fuzz target for FUZZTIME, one after the other: the
+# script parser, the script interpreter, and operation sequences decoded
+# from bytes. New failing inputs land in the package's testdata/fuzz.
+FUZZTIME ?= 10m
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./scenario
+	$(GO) test -run '^$$' -fuzz '^FuzzRun$$' -fuzztime $(FUZZTIME) ./scenario
+	$(GO) test -run '^$$' -fuzz '^FuzzOps$$' -fuzztime $(FUZZTIME) ./internal/proptest
 
 # bench measures the speed targets P1-P7 of TARGETS.md and prints them in
 # one table (median, range and verdict of COUNT runs each), after the
