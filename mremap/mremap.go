@@ -158,6 +158,12 @@ func Mremap(mm *mmu.MM, addr, oldLen, newLen uint64, flags Flags, newAddr uint64
 	}
 	mm.MmapWriteLock()
 	defer mm.MmapWriteUnlock()
+	// check_map_count_against_split_early, under the lock (Linux 6.17):
+	// every call, before it looks at a VMA, keeps room for the worst
+	// case of its unmaps and its move.
+	if !r.checkMapCountAgainstSplit(true) {
+		return 0, fmt.Errorf("mremap %#x: %d mappings, too close to max_map_count %d: %w", addr, r.mapCount(), maxMapCount, mmu.ENOMEM)
+	}
 	var res uint64
 	var err error
 	switch {
@@ -224,12 +230,21 @@ func (r *vrm) checkParams() error {
 		return fmt.Errorf("dontunmap with a size change: %w", mmu.EINVAL)
 	case r.overlaps():
 		return fmt.Errorf("old %#x+%#x and new %#x+%#x overlap: %w", r.addr, r.oldLen, r.newAddr, r.newLen, mmu.EINVAL)
-	case r.mapCount()+2 >= maxMapCount-3:
-		// The unmaps of the target and source may each split a VMA in
-		// three: refuse now rather than fail half-way.
-		return fmt.Errorf("%d mappings, too close to max_map_count: %w", r.mapCount(), mmu.ENOMEM)
 	}
 	return nil
+}
+
+// checkMapCountAgainstSplit is __check_map_count_against_split: the move
+// may add two VMAs (a copy that does not merge, a source unmap that
+// splits one in three), and before it a shrink and a Fixed target unmap
+// may each add one more (beforeUnmaps). It reports whether the address
+// space stays within max_map_count in the worst case.
+func (r *vrm) checkMapCountAgainstSplit(beforeUnmaps bool) bool {
+	n := r.mapCount()
+	if beforeUnmaps {
+		n += 2
+	}
+	return n+2 <= maxMapCount
 }
 
 // checkPrepVMA is check_prep_vma: the checks on the source VMA.
@@ -428,10 +443,11 @@ func (r *vrm) setNewAddr() error {
 }
 
 // prepMoveVMA is prep_move_vma: refuse a move that could take the map
-// count past the limit (the unmaps may split VMAs).
+// count past the limit (the copy may add a VMA, the source unmap split
+// one in three).
 func (r *vrm) prepMoveVMA() error {
-	if n := r.mapCount(); n >= maxMapCount-3 {
-		return fmt.Errorf("%d mappings, too close to max_map_count: %w", n, mmu.ENOMEM)
+	if !r.checkMapCountAgainstSplit(false) {
+		return fmt.Errorf("%d mappings, too close to max_map_count %d: %w", r.mapCount(), maxMapCount, mmu.ENOMEM)
 	}
 	return nil
 }

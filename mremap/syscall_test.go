@@ -156,27 +156,65 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// TestMapCountLimit lowers max_map_count to reach mremap's two checks:
-// a fixed move needs room for both unmaps to split a VMA in three
-// (check_mremap_params), any move one more VMA (prep_move_vma).
+// TestMapCountLimit lowers max_map_count to reach mremap's map-count
+// check as Linux 6.17 makes it: under mmap_lock, for every call (even a
+// no-op or a shrink), before the VMA is looked up, the address space
+// must have room for four more VMAs (the two unmaps of a shrink and a
+// Fixed target, the copy and the source unmap of the move), else ENOMEM
+// with nothing changed; the argument checks (EINVAL) come first.
 func TestMapCountLimit(t *testing.T) {
 	saved := maxMapCount
 	defer func() { maxMapCount = saved }()
-	e := newEnv(t, "x86_64")
-	e.mmap(e.src, 2*e.ps, mmu.MapFlags{})
-	e.mmap(e.src+2*e.ps, e.ps, mmu.MapFlags{File: "blocker"})
-	e.mmap(e.src+4*e.ps, e.ps, mmu.MapFlags{File: "other"})
-	maxMapCount = 7 // 3 VMAs + 2 >= 7 - 3
-	_, err := e.mremap(e.src, 2*e.ps, 2*e.ps, MayMove|Fixed, e.dst)
-	wantErr(t, err, mmu.ENOMEM)
-	maxMapCount = 6 // 3 VMAs >= 6 - 3
-	_, err = e.mremap(e.src, 2*e.ps, 4*e.ps, MayMove, 0)
-	wantErr(t, err, mmu.ENOMEM)
-	if n := len(e.mm.VMAs()); n != 3 {
-		t.Fatalf("%d VMAs after refused moves", n)
+	type call struct {
+		old, oldLen, newLen uint64
+		fl                  Flags
+		newAddr             uint64
 	}
-	maxMapCount = saved
-	e.mustMremap(e.src, 2*e.ps, 4*e.ps, MayMove, 0)
+	cases := []struct {
+		name string
+		call func(e *env) call
+		// errAt is the error at max_map_count = VMAs + 3; okErr the
+		// result at VMAs + 4 (nil: it succeeds).
+		okErr error
+	}{
+		{"no-op", func(e *env) call { return call{e.src, 2 * e.ps, 2 * e.ps, 0, 0} }, nil},
+		{"shrink in place", func(e *env) call { return call{e.src, 2 * e.ps, e.ps, 0, 0} }, nil},
+		{"fixed move", func(e *env) call { return call{e.src, 2 * e.ps, 2 * e.ps, MayMove | Fixed, e.dst} }, nil},
+		{"grow by moving", func(e *env) call { return call{e.src, 2 * e.ps, 4 * e.ps, MayMove, 0} }, nil},
+		{"dontunmap", func(e *env) call { return call{e.src, 2 * e.ps, 2 * e.ps, MayMove | DontUnmap, e.dst} }, nil},
+		{"no mapping: EFAULT only below the limit", func(e *env) call { return call{e.src + 8*e.ps, e.ps, e.ps, 0, 0} }, mmu.EFAULT},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, room := range []int{3, 4} {
+				e := newEnv(t, "x86_64")
+				e.mmap(e.src, 2*e.ps, mmu.MapFlags{})
+				e.fill(e.src, 2*e.ps, e.ps)
+				e.mmap(e.src+2*e.ps, e.ps, mmu.MapFlags{File: "blocker"})
+				e.mmap(e.src+4*e.ps, e.ps, mmu.MapFlags{File: "other"})
+				c := tc.call(e)
+				before := e.snapshot([2]uint64{e.src, 8 * e.ps}, [2]uint64{e.dst, 8 * e.ps})
+				maxMapCount = len(e.mm.VMAs()) + room
+				// Bad arguments are refused first, whatever the count.
+				_, err := e.mremap(c.old, c.oldLen, c.newLen, c.fl|0x100, c.newAddr)
+				wantErr(t, err, mmu.EINVAL)
+				_, err = e.mremap(c.old, c.oldLen, c.newLen, c.fl, c.newAddr)
+				maxMapCount = saved
+				if room == 3 {
+					wantErr(t, err, mmu.ENOMEM)
+					if d := diffStates(before, e.snapshot([2]uint64{e.src, 8 * e.ps}, [2]uint64{e.dst, 8 * e.ps})); d != "" {
+						t.Fatalf("refused call changed the address space:\n%s", d)
+					}
+					continue
+				}
+				if tc.okErr != nil {
+					wantErr(t, err, tc.okErr)
+				} else if err != nil {
+					t.Fatalf("with room for four more VMAs: %v", err)
+				}
+			}
+		})
+	}
 }
 
 // TestResize covers the in-place paths: no change, shrink (also across

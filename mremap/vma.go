@@ -101,10 +101,13 @@ func copyVMA(mm *mmu.MM, src *mmu.VMA, addr, length, pgoff uint64, pageShift uin
 }
 
 // dontunmapComplete is dontunmap_complete: the old VMA stays, without
-// VM_LOCKED and VM_ACCOUNT, and drops its anonymous pages' rmap links
-// when it moved whole.
+// VM_LOCKED (its pages are gone), and drops its anonymous pages' rmap
+// links when it moved whole. It keeps VM_ACCOUNT: the old range stays
+// charged to the commit limit, as vrm_calc_charge charged the whole new
+// length for a DontUnmap move (Linux 6.17 fixed the refactor of 6.16,
+// which cleared it).
 func dontunmapComplete(src, nv *mmu.VMA, addr, length uint64) {
-	src.Flags &^= mmu.VMLocked | mmu.VMAccount
+	src.Flags &^= mmu.VMLocked
 	if nv != src && src.Start == addr && src.End == addr+length {
 		src.AnonVMA = false
 	}

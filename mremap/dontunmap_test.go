@@ -1,0 +1,141 @@
+package mremap
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/ptsim/ptsim/arch/archs"
+	"github.com/ptsim/ptsim/mmu"
+	"github.com/ptsim/ptsim/phys"
+)
+
+// TestDontUnmapSemantics checks MREMAP_DONTUNMAP on every arch for the
+// mappings Linux accepts since 5.13 (anonymous and file, private and
+// shared, the whole VMA or a part of it): the pages move; the old VMA
+// stays where it was, unsplit, empty over the moved range; it loses
+// VM_LOCKED but keeps VM_ACCOUNT (dontunmap_complete, Linux 6.17), and
+// drops its anon_vma only when it moved whole. A later access to the old
+// range refaults: a fresh zero page for anonymous private memory, the
+// page cache for a file or shared mapping.
+func TestDontUnmapSemantics(t *testing.T) {
+	cases := []struct {
+		name string
+		fl   mmu.MapFlags
+		// first and pages select the moved part of an 8-page VMA.
+		first, pages uint64
+		// refault is true when the old range reads the moved content
+		// again (page cache), false when it reads zero.
+		refault bool
+	}{
+		{"anon private, whole VMA", mmu.MapFlags{}, 0, 8, false},
+		{"anon private, middle part", mmu.MapFlags{}, 2, 4, false},
+		{"file private, whole VMA", mmu.MapFlags{File: "f"}, 0, 8, false},
+		{"file shared, whole VMA", mmu.MapFlags{File: "f", Shared: true}, 0, 8, true},
+		{"file shared, tail", mmu.MapFlags{File: "f", Shared: true}, 5, 3, true},
+		{"anon shared, whole VMA", mmu.MapFlags{Shared: true}, 0, 8, true},
+	}
+	for _, name := range archs.Names() {
+		for _, tc := range cases {
+			t.Run(name+"/"+tc.name, func(t *testing.T) {
+				e := newEnv(t, name)
+				ps := e.ps
+				e.mmap(e.src, 8*ps, tc.fl)
+				e.fill(e.src, 8*ps, ps)
+				e.mm.VMAs()[0].Flags |= mmu.VMLocked | mmu.VMAccount
+				old := e.src + tc.first*ps
+				length := tc.pages * ps
+				got := e.mustMremap(old, length, length, MayMove|DontUnmap|Fixed, e.dst)
+				if got != e.dst {
+					t.Fatalf("moved to %#x, want %#x", got, e.dst)
+				}
+				vs := e.mm.VMAsIn(e.src, e.src+8*ps)
+				if len(vs) != 1 || vs[0].Start != e.src || vs[0].End != e.src+8*ps {
+					t.Fatalf("old VMAs %v, want the old VMA kept whole", vs)
+				}
+				ov := vs[0]
+				if ov.Flags&mmu.VMLocked != 0 || ov.Flags&mmu.VMAccount == 0 {
+					t.Fatalf("old VMA flags %v: want VM_LOCKED cleared, VM_ACCOUNT kept", ov.Flags)
+				}
+				whole := tc.first == 0 && tc.pages == 8
+				if tc.fl.File == "" && !tc.fl.Shared && ov.AnonVMA == whole {
+					t.Fatalf("old VMA anon_vma %v after moving whole=%v", ov.AnonVMA, whole)
+				}
+				nv := e.mm.FindVMA(e.dst)
+				if nv == nil || nv.End != e.dst+length || nv.Flags&(mmu.VMLocked|mmu.VMAccount) != mmu.VMLocked|mmu.VMAccount {
+					t.Fatalf("new VMA %v, want the old flags", nv)
+				}
+				if !e.mm.PageTable().IsEmpty(old, length) {
+					t.Fatal("the moved range still maps pages")
+				}
+				e.wantContent(e.dst, length, ps, func(a uint64) uint64 { return a - e.dst + old })
+				// The part of the old VMA that did not move keeps its pages.
+				for a := e.src; a < e.src+8*ps; a += ps {
+					if a >= old && a < old+length {
+						continue
+					}
+					if v, err := e.mm.Read(0, a); err != nil || v != a {
+						t.Fatalf("unmoved page %#x reads %#x, %v", a, v, err)
+					}
+				}
+				e.check()
+				for a := old; a < old+length; a += ps {
+					want := uint64(0)
+					if tc.refault {
+						want = a
+					}
+					if v, err := e.mm.Read(0, a); err != nil || v != want {
+						t.Fatalf("old page %#x reads %#x, %v; want %#x", a, v, err, want)
+					}
+				}
+				e.check()
+			})
+		}
+	}
+}
+
+// TestDontUnmapRollback fails every allocation of a MREMAP_DONTUNMAP move
+// in turn: the moved entries come back, the new range is unmapped and
+// ENOMEM returned, and the old VMA is exactly as it was, VM_LOCKED
+// included (dontunmap_complete runs only on success).
+func TestDontUnmapRollback(t *testing.T) {
+	for _, name := range []string{"x86_64", "arm64", "s390x", "sparc64"} {
+		for _, ptes := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/ptes=%v", name, ptes), func(t *testing.T) {
+				var knobs []string
+				a, _ := archs.ByName(name)
+				if ptes && a.Caps.HaveMovePMD {
+					knobs = []string{"move_pmd=off", "move_pud=off"}
+				}
+				setup := func() (*env, uint64) {
+					e := newEnv(t, name, knobs...)
+					size := 2*e.pmd + 3*e.ps
+					e.mmap(e.src, size, mmu.MapFlags{})
+					e.fill(e.src, size, 5*e.ps)
+					e.mm.VMAs()[0].Flags |= mmu.VMLocked | mmu.VMAccount
+					return e, size
+				}
+				e, size := setup()
+				e.m.Memory().SetFailPolicy(phys.FailPolicy{})
+				e.mustMremap(e.src, size, size, MayMove|DontUnmap|Fixed, e.dst)
+				n := e.m.Memory().Allocations()
+				if n == 0 {
+					t.Fatal("the move allocated nothing")
+				}
+				for i := uint64(1); i <= n; i++ {
+					e, size := setup()
+					before := e.snapshot([2]uint64{e.src, size}, [2]uint64{e.dst, size})
+					e.m.Memory().SetFailPolicy(phys.FailPolicy{Nth: i})
+					_, err := e.mremap(e.src, size, size, MayMove|DontUnmap|Fixed, e.dst)
+					e.m.Memory().SetFailPolicy(phys.FailPolicy{})
+					wantErr(t, err, mmu.ENOMEM)
+					if d := diffStates(before, e.snapshot([2]uint64{e.src, size}, [2]uint64{e.dst, size})); d != "" {
+						t.Fatalf("allocation %d of %d failed and the state changed:\n%s", i, n, d)
+					}
+					if v := e.mm.FindVMA(e.src); v == nil || v.Flags&mmu.VMLocked == 0 {
+						t.Fatalf("allocation %d: old VMA %v lost VM_LOCKED on a failed move", i, v)
+					}
+				}
+			})
+		}
+	}
+}
