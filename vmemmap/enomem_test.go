@@ -32,7 +32,7 @@ func optimized(p *Pool) int {
 // nr_hugepages), the split's PTE table (phase 1 stops at the first
 // failure; phase 2 splits lazily and leaves unoptimised what it cannot
 // split), and the new head page (the old head is kept). Flushes: two per
-// batch, plus one per ENOMEM retry with pages pending, plus a range flush
+// batch (one for a batch left empty), plus one per ENOMEM retry with pages pending, plus a range flush
 // for each PMD phase 2 splits (it runs with REMAP_NO_TLB_FLUSH only, so
 // its splits flush). A new head page allocated before a split fails stays
 // on the pending list, so when only table allocations fail every folio
@@ -51,6 +51,8 @@ func TestENOMEMAlloc(t *testing.T) {
 		oldHeads  bool // every optimised folio kept its original head frame
 		wantSplit uint64
 	}{
+		{"first folio allocation fails (empty batch: nr_to_optimize 0, one flush)", phys.FailPolicy{Nth: 1, Kinds: []phys.Kind{phys.KindFolio}},
+			10, 0, true, 0, 1, 0, false, 0},
 		{"fourth folio allocation fails", phys.FailPolicy{Nth: 4, Kinds: []phys.Kind{phys.KindFolio}},
 			10, 3, true, 3, 2, 0, false, 1},
 		{"every table allocation fails", phys.FailPolicy{After: 1, Kinds: []phys.Kind{phys.KindTable}},
@@ -96,6 +98,9 @@ func TestENOMEMAlloc(t *testing.T) {
 				}
 			}
 			r.check()
+			if p.NrHugePages() == 0 {
+				return
+			}
 			if _, err := p.Free(p.NrHugePages()); err != nil {
 				t.Fatal(err)
 			}

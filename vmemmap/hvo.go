@@ -54,9 +54,17 @@ func (p *Pool) optimizeFolio(f phys.Folio, pages *pageList, flags Flags) error {
 // with pages pending, flush_tlb_all, free them and retry that folio once;
 // flush_tlb_all and free the pages. Folios that still fail stay
 // unoptimised. It errs only on a model bug.
+//
+// Since Linux 6.14 (pre-HVO of bootmem folios) the first loop counts the
+// folios it tries (nr_to_optimize, before the split, so a split that
+// fails still counts) and an empty count jumps to the final flush: an
+// empty list flushes once, not twice. With HVO compiled in but off every
+// folio still counts, so a non-empty list flushes twice.
 func (p *Pool) optimizeFolios(list []phys.Folio) error {
 	h := p.h
+	nrToOptimize := 0
 	for _, f := range list {
+		nrToOptimize++
 		if err := p.splitFolio(f); err != nil {
 			if isENOMEM(err) {
 				break
@@ -64,8 +72,13 @@ func (p *Pool) optimizeFolios(list []phys.Folio) error {
 			return err
 		}
 	}
-	h.flushTLBAll()
 	var pages pageList
+	if nrToOptimize == 0 {
+		h.flushTLBAll()
+		h.freeVmemmapPageList(&pages)
+		return nil
+	}
+	h.flushTLBAll()
 	for _, f := range list {
 		err := p.optimizeFolio(f, &pages, RemapNoTLBFlush)
 		if isENOMEM(err) && pages.len() > 0 {
@@ -159,7 +172,7 @@ func (p *Pool) OptimizeFolio(f phys.Folio) error {
 
 // OptimizeFolios optimises the vmemmap of the listed pool folios in one
 // batch (hugetlb_vmemmap_optimize_folios): two flush_tlb_all, plus one per
-// ENOMEM retry. Folios that run out of memory stay unoptimised; that is
+// ENOMEM retry; one for an empty list. Folios that run out of memory stay unoptimised; that is
 // not an error. It fails with EINVAL, changing nothing, when a folio is
 // not in the pool or is listed twice.
 func (p *Pool) OptimizeFolios(list []phys.Folio) error {

@@ -267,8 +267,8 @@ func (p *Pool) allocBatched(n int) (int, error) {
 
 // prepAndAdd is prep_and_add_allocated_folios: optimise the list's
 // vmemmap in one batch, then enqueue each folio in list order. Linux
-// calls it even with an empty list when the first allocation fails, and
-// the batch then still flushes twice.
+// calls it even with an empty list when the first allocation fails; the
+// batch then flushes once (twice before Linux 6.14).
 func (p *Pool) prepAndAdd(list []phys.Folio) error {
 	if p.compiledIn() {
 		if err := p.optimizeFolios(list); err != nil {
