@@ -426,16 +426,25 @@ func testAndClearYoung(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr) bool {
 }
 
 // SetAccessFlags is arm64's ptep_set_access_flags. A non-contiguous entry
-// is relaxed to e as the generic function does. For a contiguous one, e
-// is compared with the block's gathered entry: equal is a no-op; with the
-// same write permission every entry of the block gets e's access, dirty
-// and write bits (each keeping its own frame) and, when dirty, the block
-// is flushed once; a change of write permission unfolds the block first
-// and then updates the one entry (contpte_ptep_set_access_flags).
+// is relaxed to e as the generic function does. For a contiguous one
+// (contpte_ptep_set_access_flags as fixed in Linux 7.0, "arm64: contpte:
+// fix set_access_flags() no-op check for SMMU/ATS faults"): it is a no-op
+// only when every entry of the block, read raw, already has e's
+// read-only, access, write and dirty bits (the gathered ptep_get view
+// hid a target entry a sibling's bits made look updated, and a walker
+// that reads each descriptor on its own, an SMMU without HTTU or a CPU
+// without hardware access flags, faulted on it for ever); then, with the
+// target's own raw write permission unchanged, every entry of the block
+// gets e's access, dirty and write bits (each keeping its own frame) and,
+// when dirty, the block is flushed once; a change of write permission
+// unfolds the block first and then updates the one entry.
 //
 // Not modelled: the raw __ptep_set_access_flags' flush_tlb_page of a
 // dirty update (the model drops a stale read-only TLB entry on the
-// spurious fault instead, as the generic function assumes).
+// spurious fault instead, as the generic function assumes), and Linux
+// 6.18's local (non-broadcast) TLBI for the block flush of a dirty
+// update (local_flush_tlb_contpte): the model's block flush reaches
+// every CPU and counts as a broadcast range flush.
 func (o *Ops) SetAccessFlags(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, e pgtable.Entry, dirty bool) bool {
 	f := pt.Format()
 	e = f.MkNonCont(e)
@@ -446,11 +455,12 @@ func (o *Ops) SetAccessFlags(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, 
 	if !validCont(f, orig) {
 		return o.GenericOps.SetAccessFlags(pt, addr, p, e, dirty)
 	}
-	gathered := f.MkNonCont(o.Get(pt, addr, p))
-	if gathered == e|f.SetAlways {
+	if o.allSubPTEsMatchAccessFlags(pt, p, e) {
 		return false
 	}
-	if f.Write(gathered, pgtable.PTE) == f.Write(e, pgtable.PTE) {
+	// The raw target entry, not the gathered one, decides the unfold.
+	orig = f.MkNonCont(orig)
+	if f.Write(orig, pgtable.PTE) == f.Write(e, pgtable.PTE) {
 		q := o.alignDown(p)
 		start := addr &^ (o.blockSize(pt) - 1)
 		ps := uint64(1) << f.PageShift
@@ -462,8 +472,25 @@ func (o *Ops) SetAccessFlags(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, 
 		}
 		return true
 	}
-	o.unfold(pt, addr, p, gathered)
+	o.unfold(pt, addr, p, orig)
 	setAccessFlags(pt, addr, p, e)
+	return true
+}
+
+// allSubPTEsMatchAccessFlags is contpte_all_subptes_match_access_flags:
+// every raw entry of p's block has e's bits among those
+// __ptep_set_access_flags consumes (PTE_RDONLY, PTE_AF, PTE_WRITE,
+// PTE_DIRTY). Costs one entry read per entry until one differs.
+func (o *Ops) allSubPTEsMatchAccessFlags(pt *pgtable.PageTable, p pgtable.Ptr, e pgtable.Entry) bool {
+	b := &pt.Format().PTE
+	mask := b.RdOnly | b.Young | b.Write | b.Dirty | b.HWWrite
+	want := e & mask
+	q := o.alignDown(p)
+	for i := 0; i < o.n; i++ {
+		if pt.RawGet(q.Add(i))&mask != want {
+			return false
+		}
+	}
 	return true
 }
 
