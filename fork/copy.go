@@ -98,6 +98,8 @@ func vmaNeedsCopy(dst, src *mmu.VMA) bool {
 
 // softDirtyTracking reports whether soft-dirty tracking is on for v
 // (vma_soft_dirty_enabled): the arch has the bit and the VMA tracks it.
+// Linux tests !(vm_flags & VM_SOFTDIRTY); the model's VMSoftDirty is the
+// armed state, the opposite sense (see mmu.VMSoftDirty).
 func (c *copier) softDirtyTracking(v *mmu.VMA) bool {
 	return c.fm.PTE.SoftDirty != 0 && v.Flags&mmu.VMSoftDirty != 0
 }

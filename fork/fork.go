@@ -126,11 +126,13 @@ func (c *copier) dupMmap(o Options) error {
 
 // cloneVMA returns the child's copy of v (vm_area_dup, anon_vma_fork,
 // dup_userfaultfd): the same range, flags and backing; a wipe-on-fork VMA
-// starts without anonymous pages.
+// starts without anonymous pages. Memory locks are not inherited
+// (dup_mmap clears VM_LOCKED_MASK in the child's VMA).
 func cloneVMA(v *mmu.VMA, o Options) *mmu.VMA {
 	nv := *v
 	nv.LockSeq = 0
 	nv.Detached = false
+	nv.Flags &^= mmu.VMLocked
 	if v.Flags&mmu.VMWipeOnFork != 0 {
 		nv.AnonVMA = false
 	}

@@ -39,7 +39,12 @@ const (
 	VMLocked
 	// VMUffdWP: userfaultfd write-protect is armed.
 	VMUffdWP
-	// VMSoftDirty: soft-dirty tracking marks new mappings.
+	// VMSoftDirty: soft-dirty tracking is armed on the VMA (after
+	// clear_refs), so its PTEs' soft-dirty bits must be kept page by
+	// page (fork's FPB_RESPECT_SOFT_DIRTY). Linux's VM_SOFTDIRTY has the
+	// opposite sense (set on every new VMA: tracking off until
+	// clear_refs clears it); the model stores the armed state so that a
+	// new VMA, untracked in both, carries no flag.
 	VMSoftDirty
 	// VMStack: a stack that grows down.
 	VMStack

@@ -1,0 +1,291 @@
+package fork_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/ptsim/ptsim/cost"
+	"github.com/ptsim/ptsim/fork"
+	"github.com/ptsim/ptsim/mmu"
+	"github.com/ptsim/ptsim/mremap"
+	"github.com/ptsim/ptsim/pgtable"
+)
+
+// batchRuleCase is one parent layout for TestBatchRules: built the same
+// way on a machine with fork_batch on and one with it off.
+type batchRuleCase struct {
+	name   string
+	arches []string
+	// build maps and populates the parent and returns the range forked.
+	build func(t *testing.T, m *mmu.Machine, p *mmu.MM) (va, size uint64)
+	opts  fork.Options
+	// batches and ptes are fork_batches and fork_ptes with fork_batch on.
+	batches, ptes uint64
+	// verify checks rule-specific facts on the parent's and the child's
+	// PTEs (both machines).
+	verify func(t *testing.T, fm *pgtable.Format, pe, ce pgtable.Entry, i int)
+	// softDirtyIgnored leaves the soft-dirty bit out of the comparison
+	// of the twins: with tracking off Linux's batch ignores it, and
+	// set_ptes gives every child PTE of a batch the first one's bit.
+	softDirtyIgnored bool
+}
+
+// TestBatchRules checks folio_pte_batch's cut points and its ignore,
+// respect and merge rules as copy_present_ptes uses them, each on a
+// layout made for it: the batch count with fork_batch on, the rule's
+// effect on the parent's and the child's PTEs, and the batched fork's end
+// state equal to the PTE-by-PTE fork's (the slow twin), before and after
+// COW writes in both. m.Check runs after every step.
+func TestBatchRules(t *testing.T) {
+	rdonly := func(fm *pgtable.Format, e pgtable.Entry) pgtable.Entry { return fm.Wrprotect(e, pgtable.PTE) }
+	clean := func(fm *pgtable.Format, e pgtable.Entry) pgtable.Entry { return fm.MkClean(e, pgtable.PTE) }
+	uffd := func(fm *pgtable.Format, e pgtable.Entry) pgtable.Entry { return fm.MkUffdWP(e, pgtable.PTE) }
+	noSoftDirty := func(fm *pgtable.Format, e pgtable.Entry) pgtable.Entry { return fm.ClearSoftDirty(e, pgtable.PTE) }
+	folio16 := func(fl mmu.MapFlags, vmaFlags mmu.VMFlags, edits ...func(t *testing.T, p *mmu.MM, va uint64)) func(t *testing.T, m *mmu.Machine, p *mmu.MM) (uint64, uint64) {
+		return func(t *testing.T, m *mmu.Machine, p *mmu.MM) (uint64, uint64) {
+			ps := m.Arch().PageSize()
+			va, size := base(m), 16*ps
+			fl.FolioSize = 16 * ps
+			mmap(t, p, va, size, rw, fl)
+			writeAll(t, p, va, size, 10)
+			p.VMAs()[0].Flags |= vmaFlags
+			for _, ed := range edits {
+				ed(t, p, va)
+			}
+			return va, size
+		}
+	}
+	edit := func(first, n int, fn func(*pgtable.Format, pgtable.Entry) pgtable.Entry) func(t *testing.T, p *mmu.MM, va uint64) {
+		return func(t *testing.T, p *mmu.MM, va uint64) { rewrite(t, p, va, first, n, fn) }
+	}
+	x86 := []string{"x86_64"}
+	cases := []batchRuleCase{
+		{
+			// FPB_MERGE_WRITE: write is ignored for the compare and
+			// merged, so one writable PTE write-protects the whole batch
+			// in the parent, even when the first PTE was read-only.
+			name: "write merged from a later PTE", arches: x86,
+			build:   folio16(mmu.MapFlags{}, 0, edit(0, 4, rdonly)),
+			batches: 1, ptes: 16,
+			verify: func(t *testing.T, fm *pgtable.Format, pe, ce pgtable.Entry, i int) {
+				if fm.Write(pe, pgtable.PTE) || fm.Write(ce, pgtable.PTE) {
+					t.Fatalf("page %d: parent %#x child %#x, want both read-only", i, pe, ce)
+				}
+			},
+		},
+		{
+			// uffd-wp is never ignored: a change of it ends the batch; the
+			// child keeps the bits (UFFD_FEATURE_EVENT_FORK).
+			name: "uffd-wp differs, kept", arches: x86,
+			build:   folio16(mmu.MapFlags{}, mmu.VMUffdWP, edit(0, 6, uffd)),
+			opts:    fork.Options{UffdEventFork: true},
+			batches: 2, ptes: 16,
+			verify: func(t *testing.T, fm *pgtable.Format, pe, ce pgtable.Entry, i int) {
+				if fm.UffdWP(ce, pgtable.PTE) != (i < 6) || fm.UffdWP(pe, pgtable.PTE) != (i < 6) {
+					t.Fatalf("page %d: uffd-wp parent %v child %v", i, fm.UffdWP(pe, pgtable.PTE), fm.UffdWP(ce, pgtable.PTE))
+				}
+			},
+		},
+		{
+			// Without EVENT_FORK the child loses the bits, but the
+			// parent's differing bits still cut the batch.
+			name: "uffd-wp differs, dropped", arches: x86,
+			build:   folio16(mmu.MapFlags{}, mmu.VMUffdWP, edit(0, 6, uffd)),
+			batches: 2, ptes: 16,
+			verify: func(t *testing.T, fm *pgtable.Format, pe, ce pgtable.Entry, i int) {
+				if fm.UffdWP(ce, pgtable.PTE) {
+					t.Fatalf("page %d: child %#x kept uffd-wp", i, ce)
+				}
+			},
+		},
+		{
+			// Shared: dirty is ignored (not FPB_RESPECT_DIRTY) and the
+			// child is cleaned; the parent keeps its bits (not COW). The
+			// copy happens because the child keeps VM_UFFD_WP.
+			name: "shared: dirty ignored, child clean", arches: x86,
+			build:   folio16(mmu.MapFlags{File: "f", Shared: true}, mmu.VMUffdWP, edit(8, 8, clean)),
+			opts:    fork.Options{UffdEventFork: true},
+			batches: 1, ptes: 16,
+			verify: func(t *testing.T, fm *pgtable.Format, pe, ce pgtable.Entry, i int) {
+				if fm.Dirty(ce, pgtable.PTE) || fm.Dirty(pe, pgtable.PTE) != (i < 8) {
+					t.Fatalf("page %d: parent dirty %v child dirty %v", i, fm.Dirty(pe, pgtable.PTE), fm.Dirty(ce, pgtable.PTE))
+				}
+			},
+		},
+		{
+			// Private: dirty is respected; the child keeps each PTE's.
+			name: "private: dirty respected", arches: x86,
+			build:   folio16(mmu.MapFlags{}, 0, edit(8, 8, clean)),
+			batches: 2, ptes: 16,
+			verify: func(t *testing.T, fm *pgtable.Format, pe, ce pgtable.Entry, i int) {
+				if fm.Dirty(ce, pgtable.PTE) != (i < 8) {
+					t.Fatalf("page %d: child dirty %v", i, fm.Dirty(ce, pgtable.PTE))
+				}
+			},
+		},
+		{
+			// Soft-dirty tracking armed on the VMA: soft-dirty is
+			// respected (FPB_RESPECT_SOFT_DIRTY) and copied as it is.
+			name: "soft-dirty differs, tracking on", arches: x86,
+			build:   folio16(mmu.MapFlags{}, mmu.VMSoftDirty, edit(4, 12, noSoftDirty)),
+			batches: 2, ptes: 16,
+			verify: func(t *testing.T, fm *pgtable.Format, pe, ce pgtable.Entry, i int) {
+				if fm.SoftDirty(ce, pgtable.PTE) != (i < 4) {
+					t.Fatalf("page %d: child soft-dirty %v", i, fm.SoftDirty(ce, pgtable.PTE))
+				}
+			},
+		},
+		{
+			// Tracking off: soft-dirty is ignored, one batch; the first
+			// PTE's bits go to every child PTE of the batch (set_ptes).
+			name: "soft-dirty differs, tracking off", arches: x86,
+			build:   folio16(mmu.MapFlags{}, 0, edit(4, 12, noSoftDirty)),
+			batches: 1, ptes: 16, softDirtyIgnored: true,
+		},
+		{
+			// A folio moved (PTE by PTE) so that it straddles two PTE
+			// tables: the batch stops at the table's end, and the next one
+			// starts in the middle of the folio and runs to its end.
+			name: "straddles a PTE table", arches: []string{"x86_64", "arm64", "s390x"},
+			build: func(t *testing.T, m *mmu.Machine, p *mmu.MM) (uint64, uint64) {
+				ps := m.Arch().PageSize()
+				pmd := m.Arch().Geometry.Size(pgtable.PMD)
+				va, size := base(m), 16*ps
+				mmap(t, p, va, size, rw, mmu.MapFlags{FolioSize: 16 * ps})
+				writeAll(t, p, va, size, 10)
+				dst := base(m) + 4*pmd - 8*ps
+				if _, err := mremap.Mremap(p, va, size, size, mremap.MayMove|mremap.Fixed, dst); err != nil {
+					t.Fatal(err)
+				}
+				check(t, m)
+				return dst, size
+			},
+			batches: 2, ptes: 16,
+		},
+		{
+			// The first PTE maps page 4 of its folio (the VMA's first
+			// pages were unmapped): the batch runs to that folio's end and
+			// never into the next folio, even where its frames follow on.
+			name: "starts mid-folio, cut at the folio end", arches: []string{"x86_64", "arm64", "s390x"},
+			build: func(t *testing.T, m *mmu.Machine, p *mmu.MM) (uint64, uint64) {
+				ps := m.Arch().PageSize()
+				va, size := base(m), 32*ps
+				mmap(t, p, va, size, rw, mmu.MapFlags{FolioSize: 16 * ps})
+				writeAll(t, p, va, size, 10)
+				must(t, p.Munmap(va, 4*ps))
+				check(t, m)
+				return va + 4*ps, size - 4*ps
+			},
+			batches: 2, ptes: 28,
+		},
+	}
+	for _, tc := range cases {
+		for _, name := range tc.arches {
+			t.Run(fmt.Sprintf("%s/%s", tc.name, name), func(t *testing.T) {
+				var ms [2]*mmu.Machine
+				var va, size uint64
+				for i, batch := range []string{"on", "off"} {
+					m := newMachine(t, name, "thp", "never", "fork_batch", batch)
+					p := newMM(t, m, "parent")
+					va, size = tc.build(t, m, p)
+					m.Reset()
+					c, err := fork.ForkWith(p, "child", tc.opts)
+					must(t, err)
+					check(t, m)
+					if batch == "on" {
+						if got := count(p, cost.ForkBatches); got != tc.batches {
+							t.Errorf("fork_batches = %d, want %d", got, tc.batches)
+						}
+					}
+					if got := count(p, cost.ForkPTEs); got != tc.ptes {
+						t.Errorf("batch=%s: fork_ptes = %d, want %d", batch, got, tc.ptes)
+					}
+					if tc.verify != nil {
+						ps := m.Arch().PageSize()
+						for j := 0; j < int(size/ps); j++ {
+							pe, _ := pte(t, p, va+uint64(j)*ps)
+							ce, _ := pte(t, c, va+uint64(j)*ps)
+							tc.verify(t, &m.Arch().Format, pe, ce, j)
+						}
+					}
+					ms[i] = m
+				}
+				snap := func(m *mmu.Machine) state {
+					s := capture(t, m)
+					if tc.softDirtyIgnored {
+						for i := range s.MMs {
+							for j := range s.MMs[i].Pages {
+								s.MMs[i].Pages[j].Entry = m.Arch().Format.ClearSoftDirty(s.MMs[i].Pages[j].Entry, s.MMs[i].Pages[j].Level)
+							}
+						}
+					}
+					return s
+				}
+				if d := diffStates(snap(ms[0]), snap(ms[1])); d != "" {
+					t.Fatalf("batched and unbatched forks differ: %s", d)
+				}
+				// COW writes in both: private stays private, shared shared.
+				for _, m := range ms {
+					p, _ := m.MM("parent")
+					c, _ := m.MM("child")
+					ps := m.Arch().PageSize()
+					for a := va; a < va+size; a += 3 * ps {
+						must(t, c.Write(1, a, 7000+a))
+						check(t, m)
+						if a+ps < va+size {
+							must(t, p.Write(0, a+ps, 9000+a))
+							check(t, m)
+						}
+					}
+				}
+				if d := diffStates(snap(ms[0]), snap(ms[1])); d != "" {
+					t.Fatalf("after COW writes: %s", d)
+				}
+			})
+		}
+	}
+}
+
+// TestChildVMAFlags checks the flags of the child's VMAs as dup_mmap sets
+// them: memory locks are not inherited (VM_LOCKED cleared), VM_UFFD_WP
+// only with UFFD_FEATURE_EVENT_FORK, everything else kept; the parent's
+// flags are unchanged. The child's pages are still copied for a locked
+// VMA (it has anonymous pages).
+func TestChildVMAFlags(t *testing.T) {
+	kept := mmu.VMAccount | mmu.VMSoftDirty | mmu.VMDontExpand
+	for _, eventFork := range []bool{false, true} {
+		for _, name := range []string{"x86_64", "arm64", "s390x", "um32"} {
+			t.Run(fmt.Sprintf("%s/event_fork=%v", name, eventFork), func(t *testing.T) {
+				m := newMachine(t, name)
+				ps := m.Arch().PageSize()
+				p := newMM(t, m, "parent")
+				va := base(m)
+				mmap(t, p, va, 8*ps, rw, mmu.MapFlags{})
+				writeAll(t, p, va, 8*ps, 30)
+				set := mmu.VMLocked | mmu.VMUffdWP | kept
+				p.VMAs()[0].Flags |= set
+				before := p.VMAs()[0].Flags
+				c, err := fork.ForkWith(p, "child", fork.Options{UffdEventFork: eventFork})
+				must(t, err)
+				check(t, m)
+				if p.VMAs()[0].Flags != before {
+					t.Fatalf("parent flags %v, want %v", p.VMAs()[0].Flags, before)
+				}
+				want := before &^ mmu.VMLocked
+				if !eventFork {
+					want &^= mmu.VMUffdWP
+				}
+				if got := c.VMAs()[0].Flags; got != want {
+					t.Fatalf("child flags %v, want %v", got, want)
+				}
+				if got := count(p, cost.ForkPTEs); got != 8 {
+					t.Errorf("fork_ptes = %d, want 8", got)
+				}
+				if v, err := c.Read(1, va+3*ps); err != nil || v != 33 {
+					t.Fatalf("child reads %d, %v", v, err)
+				}
+				check(t, m)
+			})
+		}
+	}
+}
