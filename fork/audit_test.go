@@ -289,3 +289,67 @@ func TestChildVMAFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestRSSOncePerPass counts the child's RSS updates: copy_pte_range adds
+// its local rss[] to the child once per pass (add_mm_rss_vec, one update
+// per counter that changed), so one per PTE table and kind, and one more
+// for each pass that a pinned page cut short (the locks are dropped to
+// preallocate a page).
+func TestRSSOncePerPass(t *testing.T) {
+	cases := []struct {
+		name string
+		// build populates the parent at va (PMD-aligned).
+		build func(t *testing.T, p *mmu.MM, va, ps, pmd uint64)
+		// updates is rss_updates of the fork; anon and file the child's
+		// RSS.
+		updates    uint64
+		anon, file int64
+	}{
+		{"anon, three PTE tables", func(t *testing.T, p *mmu.MM, va, ps, pmd uint64) {
+			mmap(t, p, va, 3*pmd, rw, mmu.MapFlags{})
+			for i := uint64(0); i < 3; i++ {
+				writeAll(t, p, va+i*pmd, 4*ps, 1)
+			}
+		}, 3, 12, 0},
+		{"anon and file pages in one table", func(t *testing.T, p *mmu.MM, va, ps, pmd uint64) {
+			mmap(t, p, va, 8*ps, rw, mmu.MapFlags{File: "f"})
+			writeAll(t, p, va, 3*ps, 1) // COW: anonymous copies
+			for a := va + 3*ps; a < va+8*ps; a += ps {
+				if _, err := p.Read(0, a); err != nil {
+					t.Fatal(err)
+				}
+			}
+			check(t, p.Machine())
+		}, 2, 3, 5},
+		{"a pinned page cuts the pass", func(t *testing.T, p *mmu.MM, va, ps, pmd uint64) {
+			mmap(t, p, va, 8*ps, rw, mmu.MapFlags{})
+			writeAll(t, p, va, 8*ps, 1)
+			must(t, p.Pin(va+4*ps, ps))
+			check(t, p.Machine())
+		}, 2, 8, 0},
+	}
+	for _, tc := range cases {
+		for _, name := range []string{"x86_64", "arm64", "s390x"} {
+			for _, batch := range []string{"on", "off"} {
+				t.Run(fmt.Sprintf("%s/%s/batch=%s", tc.name, name, batch), func(t *testing.T) {
+					m := newMachine(t, name, "thp", "never", "fork_batch", batch)
+					p := newMM(t, m, "parent")
+					ps := m.Arch().PageSize()
+					pmd := m.Arch().Geometry.Size(pgtable.PMD)
+					va := base(m)
+					tc.build(t, p, va, ps, pmd)
+					m.Reset()
+					c, err := fork.Fork(p, "child")
+					must(t, err)
+					check(t, m)
+					if got := count(p, cost.RSSUpdates); got != tc.updates {
+						t.Errorf("rss_updates = %d, want %d", got, tc.updates)
+					}
+					if c.RSS(mmu.MMAnonPages) != tc.anon || c.RSS(mmu.MMFilePages) != tc.file {
+						t.Errorf("child rss anon %d file %d, want %d and %d", c.RSS(mmu.MMAnonPages), c.RSS(mmu.MMFilePages), tc.anon, tc.file)
+					}
+				})
+			}
+		}
+	}
+}

@@ -127,6 +127,41 @@ func TestErrors(t *testing.T) {
 		{"no free range", private, func(e *env) (uint64, uint64, uint64, Flags, uint64) {
 			return e.src, 8 * e.ps, e.a.User.End - 16*e.ps, MayMove, 0
 		}, mmu.ENOMEM},
+		// Check order: where two errors apply, Linux's first wins
+		// (check_mremap_params before the VMA lookup, then
+		// check_prep_vma in its order, then the resize paths).
+		{"order: unaligned new address before no mapping", private, func(e *env) (uint64, uint64, uint64, Flags, uint64) {
+			return e.dst, e.ps, e.ps, MayMove | Fixed, e.dst + 64*e.ps + k
+		}, mmu.EINVAL},
+		{"order: overlap before no mapping", private, func(e *env) (uint64, uint64, uint64, Flags, uint64) {
+			return e.dst, 4 * e.ps, 4 * e.ps, MayMove | Fixed, e.dst + 2*e.ps
+		}, mmu.EINVAL},
+		{"order: new range beyond TASK_SIZE before no mapping", private, func(e *env) (uint64, uint64, uint64, Flags, uint64) {
+			return e.dst, e.ps, 2 * e.ps, MayMove | DontUnmap | Fixed, e.a.User.End - e.ps
+		}, mmu.EINVAL},
+		{"order: dontunmap on VM_DONTEXPAND before the range check", withFlags(mmu.VMDontExpand), func(e *env) (uint64, uint64, uint64, Flags, uint64) {
+			return e.src + 4*e.ps, 8 * e.ps, 8 * e.ps, MayMove | DontUnmap, e.dst
+		}, mmu.EINVAL},
+		{"order: range past the end before VM_DONTEXPAND", withFlags(mmu.VMDontExpand), func(e *env) (uint64, uint64, uint64, Flags, uint64) {
+			return e.src + 4*e.ps, 8 * e.ps, 16 * e.ps, 0, 0
+		}, mmu.EFAULT},
+		{"order: file offset overflow before VM_DONTEXPAND", func(e *env) {
+			e.mmap(e.src, e.ps, mmu.MapFlags{File: "f", Shared: true})
+			v := e.mm.FindVMA(e.src)
+			v.PgOff = ^uint64(0) - 1
+			v.Flags |= mmu.VMDontExpand
+		}, func(e *env) (uint64, uint64, uint64, Flags, uint64) {
+			return e.src, e.ps, 4 * e.ps, MayMove, 0
+		}, mmu.EINVAL},
+		{"order: VM_DONTEXPAND before cannot grow without maymove", func(e *env) {
+			withFlags(mmu.VMDontExpand)(e)
+			e.mmap(e.src+8*e.ps, e.ps, mmu.MapFlags{File: "blocker"})
+		}, func(e *env) (uint64, uint64, uint64, Flags, uint64) {
+			return e.src, 8 * e.ps, 16 * e.ps, 0, 0
+		}, mmu.EFAULT},
+		{"order: hugetlb alignment before the range check", hugetlb, func(e *env) (uint64, uint64, uint64, Flags, uint64) {
+			return e.src + e.ps, 64 * e.ps, 64 * e.ps, MayMove | Fixed, e.dst
+		}, mmu.EINVAL},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
