@@ -170,9 +170,11 @@ const (
 	SPFAbortMapPMD
 	SPFAbortMapPTL
 	SPFAbortMapSeq2
-	// VMALockMiss and VMALockAbort count lock_vma_under_rcu failures: no
-	// VMA found, and a VMA found but not lockable (write-locked, not
-	// anonymous, no anon_vma, detached or moved).
+	// VMALockMiss and VMALockAbort count lock_vma_under_rcu's events as
+	// Linux does: a VMA locked but found detached after the lookup (the
+	// lookup runs again), and a failure that falls back to mmap_lock (no
+	// VMA, not anonymous, no anon_vma, write-locked, or no longer holding
+	// the address).
 	VMALockMiss
 	VMALockAbort
 	// SPFPTLFreed counts speculative PTE-lock trylocks that touched a

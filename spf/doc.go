@@ -68,8 +68,10 @@
 // Counters: spf_attempts counts speculative attempts (in vma mode, calls
 // of lock_vma_under_rcu), spf_success those that completed without
 // mmap_lock, spf_retries those that fell back to it; the spf_abort_*
-// counters give the reasons in seq mode, vma_lock_miss and vma_lock_abort
-// in vma mode.
+// counters give the reasons in seq mode; in vma mode vma_lock_abort counts
+// lock_vma_under_rcu's fallbacks (no VMA, not lockable) and vma_lock_miss
+// the VMAs it locked but found detached, after which it looks again, as
+// Linux counts VMA_LOCK_ABORT and VMA_LOCK_MISS.
 //
 // David Hildenbrand's objection is a switch (mmu.SPFPTLModel, `config
 // spf_ptl=`): with free_early, munmap's free_pte_range frees each PTE

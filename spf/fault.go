@@ -351,26 +351,39 @@ func (s *Sim) unhold(f phys.Folio) {
 // vmaFault is the per-VMA-lock fault of Linux 6.4: lock_vma_under_rcu,
 // handle_mm_fault with FAULT_FLAG_VMA_LOCK, vma_end_read. It reports
 // false when it fell back to mmap_lock.
+//
+// lock_vma_under_rcu counts VMA_LOCK_ABORT (vma_lock_abort) when it finds
+// no VMA, one it may not lock (not anonymous, no anon_vma, write-locked,
+// its lock taken by a writer) or one that no longer holds the address;
+// it counts VMA_LOCK_MISS (vma_lock_miss) when the VMA it locked was
+// detached after the lookup found it, and then looks again. An access
+// error falls back to mmap_lock without a lock_vma_under_rcu counter.
 func (s *Sim) vmaFault(t *Thread, addr uint64, kind mmu.AccessKind) (bool, error) {
 	mm := s.mm
 	mm.Meter().Add(cost.SPFAttempts, 1)
-	// rcu_read_lock; mas_walk.
-	mm.Meter().Add(cost.RCUReadSections, 1)
-	v := mm.FindVMA(addr)
-	if v == nil {
-		mm.Meter().Add(cost.VMALockMiss, 1)
+	fallback := func() (bool, error) {
 		mm.Meter().Add(cost.SPFRetries, 1)
 		return false, nil
 	}
 	fail := func() (bool, error) {
 		mm.Meter().Add(cost.VMALockAbort, 1)
-		mm.Meter().Add(cost.SPFRetries, 1)
-		return false, nil
+		return fallback()
+	}
+	// rcu_read_lock.
+	mm.Meter().Add(cost.RCUReadSections, 1)
+retry:
+	// mas_walk.
+	v := mm.FindVMA(addr)
+	if v == nil {
+		return fail()
 	}
 	// v6.4: anonymous VMAs with an anon_vma only.
 	if !v.Anonymous() || !v.AnonVMA {
 		return fail()
 	}
+	// Under RCU the VMA found may be detached by a writer before it is
+	// locked: the writer's vma_start_write finds no reader yet.
+	s.yield(t, sched.Acquire)
 	// vma_start_read: fail fast when write-locked in this mmap write
 	// section, else down_read_trylock and check again.
 	mm.Meter().Add(cost.SeqReads, 1)
@@ -395,14 +408,21 @@ func (s *Sim) vmaFault(t *Thread, addr uint64, kind mmu.AccessKind) (bool, error
 	}
 	s.yield(t, sched.Acquire)
 	mm.Meter().Add(cost.SeqReads, 1)
-	if mm.VMAWriteLocked(v) || v.Detached || !v.Contains(addr) {
+	if mm.VMAWriteLocked(v) || !v.Contains(addr) {
 		unlock()
 		return fail()
+	}
+	// The VMA was isolated after the lookup found it: count a miss and
+	// look again (the area was replaced with another one).
+	if v.Detached {
+		unlock()
+		mm.Meter().Add(cost.VMALockMiss, 1)
+		goto retry
 	}
 	// rcu_read_unlock; access_error falls back to the mmap_lock path.
 	if !mmu.AccessAllowed(v, kind) {
 		unlock()
-		return fail()
+		return fallback()
 	}
 	s.waitPTL(t, addr)
 	allocs := mm.Meter().Count(cost.FolioAllocs)
