@@ -139,3 +139,65 @@ func TestDontUnmapRollback(t *testing.T) {
 		}
 	}
 }
+
+// TestLockedGrowPopulates grows an mlock()ed mapping in place (merging
+// with a following locked VMA), by moving, and by a fixed move: as
+// do_mremap's mm_populate does once the lock is dropped, the part that
+// grew is faulted in at the mapping's new place, and only that part.
+func TestLockedGrowPopulates(t *testing.T) {
+	cases := []struct {
+		name string
+		// next maps a locked VMA right after the grown range (in place
+		// it merges), blocker one that forces a move.
+		next, blocker bool
+		fl            Flags
+		fixed         bool
+	}{
+		{"in place", false, false, 0, false},
+		{"in place, merging with the next VMA", true, false, 0, false},
+		{"by moving", false, true, MayMove, false},
+		{"fixed move", false, false, MayMove | Fixed, true},
+	}
+	for _, name := range []string{"x86_64", "arm64", "s390x", "sparc64", "um32"} {
+		for _, tc := range cases {
+			t.Run(name+"/"+tc.name, func(t *testing.T) {
+				e := newEnv(t, name)
+				ps := e.ps
+				e.mmap(e.src, 4*ps, mmu.MapFlags{})
+				e.fill(e.src, 4*ps, ps)
+				e.mm.FindVMA(e.src).Flags |= mmu.VMLocked
+				if tc.next {
+					e.mmap(e.src+8*ps, 4*ps, mmu.MapFlags{})
+					e.mm.FindVMA(e.src + 8*ps).Flags |= mmu.VMLocked
+				}
+				if tc.blocker {
+					e.mmap(e.src+4*ps, ps, mmu.MapFlags{File: "blocker"})
+				}
+				var newAddr uint64
+				if tc.fixed {
+					newAddr = e.dst
+				}
+				got := e.mustMremap(e.src, 4*ps, 8*ps, tc.fl, newAddr)
+				if tc.fixed && got != e.dst || !tc.fixed && !tc.blocker && got != e.src || tc.blocker && got == e.src {
+					t.Fatalf("mremap returned %#x", got)
+				}
+				v := e.mm.FindVMA(got)
+				if v == nil || v.Flags&mmu.VMLocked == 0 || v.End < got+8*ps {
+					t.Fatalf("grown VMA %v", v)
+				}
+				pt := e.mm.PageTable()
+				for a := got; a < got+8*ps; a += ps {
+					if _, ok := pt.Lookup(a); !ok {
+						t.Fatalf("%#x (page %d) not populated after growing a locked mapping", a, (a-got)/ps)
+					}
+				}
+				e.wantContent(got, 4*ps, ps, func(a uint64) uint64 { return a - got + e.src })
+				e.wantContent(got+4*ps, 4*ps, ps, func(uint64) uint64 { return 0 })
+				if tc.next && !pt.IsEmpty(e.src+8*ps, 4*ps) {
+					t.Fatal("the merged next VMA was populated too")
+				}
+				e.check()
+			})
+		}
+	}
+}

@@ -91,6 +91,9 @@ type vrm struct {
 	vma   *mmu.VMA
 	delta uint64
 	typ   remapType
+	// populateExpand is set when an mlock()ed VMA grows: the new part
+	// is faulted in once the call is done (populate_expand).
+	populateExpand bool
 	// pageSize is PAGE_SIZE; taskSize is TASK_SIZE.
 	pageSize, taskSize uint64
 }
@@ -157,13 +160,28 @@ func Mremap(mm *mmu.MM, addr, oldLen, newLen uint64, flags Flags, newAddr uint64
 		c.Switch(mm.TLBContext())
 	}
 	mm.MmapWriteLock()
-	defer mm.MmapWriteUnlock()
+	res, err := r.locked()
+	mm.MmapWriteUnlock()
+	if err != nil {
+		return 0, fmt.Errorf("mremap %#x: %w", addr, err)
+	}
+	if r.populateExpand {
+		// mm_populate of the part that grew, after mmap_lock is
+		// dropped, wherever the mapping now is.
+		r.populate(res+r.oldLen, res+r.oldLen+r.delta)
+	}
+	return res, nil
+}
+
+// locked is do_mremap's work under mmap_lock.
+func (r *vrm) locked() (uint64, error) {
 	// check_map_count_against_split_early, under the lock (Linux 6.17):
 	// every call, before it looks at a VMA, keeps room for the worst
 	// case of its unmaps and its move.
 	if !r.checkMapCountAgainstSplit(true) {
-		return 0, fmt.Errorf("mremap %#x: %d mappings, too close to max_map_count %d: %w", addr, r.mapCount(), maxMapCount, mmu.ENOMEM)
+		return 0, fmt.Errorf("%d mappings, too close to max_map_count %d: %w", r.mapCount(), maxMapCount, mmu.ENOMEM)
 	}
+	mm := r.mm
 	var res uint64
 	var err error
 	switch {
@@ -180,10 +198,7 @@ func Mremap(mm *mmu.MM, addr, oldLen, newLen uint64, flags Flags, newAddr uint64
 			res, err = r.mremapAt()
 		}
 	}
-	if err != nil {
-		return 0, fmt.Errorf("mremap %#x: %w", addr, err)
-	}
-	return res, nil
+	return res, err
 }
 
 // pageAlign is PAGE_ALIGN, reporting whether it did not wrap.
@@ -281,6 +296,8 @@ func (r *vrm) checkPrepVMA() error {
 	if newLen == oldLen {
 		return nil
 	}
+	// Expanding an mlock()ed VMA: populate the new part afterwards.
+	r.populateExpand = v.Flags&mmu.VMLocked != 0
 	pgoff := v.PgOff + (r.addr-v.Start)/r.pageSize
 	if pgoff+newLen/r.pageSize < pgoff {
 		return fmt.Errorf("file offset overflows: %w", mmu.EINVAL)
@@ -346,8 +363,7 @@ func (r *vrm) expandVMA() (uint64, error) {
 		v := r.vma
 		v.End += r.delta
 		r.mm.Meter().Add(cost.VMAOps, 1)
-		v = r.mm.MergeAround(v)
-		r.populateLocked(v, v.End-r.delta, r.addr+r.newLen)
+		r.mm.MergeAround(v)
 		return r.addr, nil
 	}
 	if r.flags&MayMove == 0 {
@@ -372,18 +388,20 @@ func (r *vrm) expandable() bool {
 	return len(r.mm.VMAsIn(r.vma.End, end)) == 0
 }
 
-// populateLocked faults in [start, end) of an mlock()ed VMA after it
-// grew, as mremap does for VM_LOCKED (populate_expand). Running out of
-// memory there is not an error, as in Linux.
-func (r *vrm) populateLocked(v *mmu.VMA, start, end uint64) {
-	if v.Flags&mmu.VMLocked == 0 {
-		return
-	}
-	kind := mmu.Read
-	if v.Flags&(mmu.VMWrite|mmu.VMShared) == mmu.VMWrite {
-		kind = mmu.Write
-	}
+// populate faults in [start, end) after an mlock()ed mapping grew, as
+// mm_populate does once mremap has dropped mmap_lock: a write fault where
+// the VMA is private and writable (to break COW now), a read fault
+// otherwise. Running out of memory there is not an error, as in Linux.
+func (r *vrm) populate(start, end uint64) {
 	for a := start; a < end; a += r.pageSize {
+		v := r.mm.FindVMA(a)
+		if v == nil || v.Flags&mmu.VMPFNMap != 0 {
+			continue
+		}
+		kind := mmu.Read
+		if v.Flags&(mmu.VMWrite|mmu.VMShared) == mmu.VMWrite {
+			kind = mmu.Write
+		}
 		if err := r.mm.HandleFault(a, kind); err != nil {
 			return
 		}
