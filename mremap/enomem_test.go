@@ -1,9 +1,11 @@
 package mremap
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/ptsim/ptsim/arch/archs"
+	"github.com/ptsim/ptsim/cost"
 	"github.com/ptsim/ptsim/mmu"
 	"github.com/ptsim/ptsim/phys"
 )
@@ -60,6 +62,102 @@ func TestENOMEMEveryAllocation(t *testing.T) {
 					if err := e.mm.Write(0, src, 1); err != nil {
 						t.Fatal(err)
 					}
+					e.check()
+				}
+			})
+		}
+	}
+}
+
+// TestRollbackTakesRmapLocks fails the last page-table allocation of a
+// move PTE by PTE into a fresh VMA (need_rmap_locks false: no rmap lock
+// forward): the rollback moves the two whole PMD extents already moved
+// back with the rmap locks held around each move_ptes (pmc_revert always
+// sets need_rmap_locks), one anon_vma lock each.
+func TestRollbackTakesRmapLocks(t *testing.T) {
+	for _, name := range []string{"x86_64", "arm64"} {
+		t.Run(name, func(t *testing.T) {
+			setup := func() (*env, uint64) {
+				e := newEnv(t, name, "move_pmd=off", "move_pud=off")
+				size := 2*e.pmd + 5*e.ps
+				e.mmap(e.src, size, mmu.MapFlags{})
+				e.fill(e.src, size, 3*e.ps)
+				e.reset()
+				return e, size
+			}
+			e, size := setup()
+			e.m.Memory().SetFailPolicy(phys.FailPolicy{})
+			e.mustMremap(e.src, size, size, MayMove|Fixed, e.dst)
+			if got := e.count(cost.RmapLocks); got != 0 {
+				t.Fatalf("forward move into a fresh VMA took %d rmap locks, want 0", got)
+			}
+			n := e.m.Memory().Allocations()
+			e, size = setup()
+			e.m.Memory().SetFailPolicy(phys.FailPolicy{Nth: n})
+			_, err := e.mremap(e.src, size, size, MayMove|Fixed, e.dst)
+			e.m.Memory().SetFailPolicy(phys.FailPolicy{})
+			wantErr(t, err, ErrShortMove)
+			if got := e.count(cost.RmapLocks); got != 2 {
+				t.Fatalf("rollback took %d rmap locks, want 2 (one per extent moved back)", got)
+			}
+			e.check()
+		})
+	}
+}
+
+// TestVMAAllocFailures fails every VMA allocation (vm_area_alloc and
+// vm_area_dup, phys.KindSlab) of a move of the middle of a VMA in turn.
+// copy_vma's allocation fails the call with ENOMEM and nothing changed;
+// the splits of the source's unmap come after the pages moved, and
+// unmap_source_vma is best effort: the call returns the new address, the
+// pages are there, and the old range, still mapped if the split failed,
+// maps nothing.
+func TestVMAAllocFailures(t *testing.T) {
+	for _, name := range []string{"x86_64", "arm64", "s390x"} {
+		for _, v := range []struct {
+			fl     Flags
+			newLen uint64 // in pages
+		}{{MayMove | Fixed, 4}, {MayMove, 6}} {
+			fl := v.fl
+			t.Run(fmt.Sprintf("%s/%s", name, fl), func(t *testing.T) {
+				slab := []phys.Kind{phys.KindSlab}
+				setup := func() *env {
+					e := newEnv(t, name)
+					e.mmap(e.src, 16*e.ps, mmu.MapFlags{})
+					e.fill(e.src, 16*e.ps, e.ps)
+					return e
+				}
+				old := func(e *env) uint64 { return e.src + 4*e.ps }
+				e := setup()
+				e.m.Memory().SetFailPolicy(phys.FailPolicy{Kinds: slab})
+				e.mustMremap(old(e), 4*e.ps, v.newLen*e.ps, fl, e.dst)
+				n := e.m.Memory().Allocations()
+				if n < 2 {
+					t.Fatalf("%d VMA allocations: want copy_vma's and the source unmap's", n)
+				}
+				for i := uint64(1); i <= n; i++ {
+					e := setup()
+					ps := e.ps
+					before := e.snapshot([2]uint64{e.src, 16 * ps})
+					e.m.Memory().SetFailPolicy(phys.FailPolicy{Nth: i, Kinds: slab})
+					got, err := e.mremap(old(e), 4*ps, v.newLen*ps, fl, e.dst)
+					e.m.Memory().SetFailPolicy(phys.FailPolicy{})
+					if i == 1 {
+						wantErr(t, err, mmu.ENOMEM)
+						if d := diffStates(before, e.snapshot([2]uint64{e.src, 16 * ps})); d != "" {
+							t.Fatalf("copy_vma failed and the source changed:\n%s", d)
+						}
+						continue
+					}
+					if err != nil {
+						t.Fatalf("VMA allocation %d of %d (the source unmap) failed the call after the move: %v", i, n, err)
+					}
+					e.wantContent(got, 4*ps, ps, func(a uint64) uint64 { return a - got + old(e) })
+					if !e.mm.PageTable().IsEmpty(old(e), 4*ps) {
+						t.Fatalf("allocation %d: the old range still maps pages", i)
+					}
+					e.wantContent(e.src, 4*ps, ps, func(a uint64) uint64 { return a })
+					e.wantContent(e.src+8*ps, 8*ps, ps, func(a uint64) uint64 { return a })
 					e.check()
 				}
 			})
