@@ -170,3 +170,89 @@ func TestHugetlbMove(t *testing.T) {
 	// One flush for the move, one for the unmap that frees the old PMD table.
 	e.wantCounts(map[cost.Event]uint64{cost.PTEMoves: 0, cost.PMDMoves: 0, cost.TLBFlushRange: 1 + 1})
 }
+
+// TestHugetlbMoveRules covers move_hugetlb_page_tables' rules beyond the
+// plain move: the old range is flushed once, whole, whatever moved (an
+// empty huge page or an empty mapping included), and a VMA armed for
+// uffd-wp without remap events loses the bit on the moved leaves.
+func TestHugetlbMoveRules(t *testing.T) {
+	cases := []struct {
+		name   string
+		mapped []bool // which of the two huge pages are mapped
+		uffd   bool
+	}{
+		{"both mapped", []bool{true, true}, false},
+		{"first empty", []bool{false, true}, false},
+		{"none mapped", []bool{false, false}, false},
+		{"uffd-wp cleared", []bool{true, true}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "x86_64")
+			pmd := e.pmd
+			mem := e.m.Memory()
+			fm := &e.a.Format
+			e.mm.MmapWriteLock()
+			v := &mmu.VMA{Start: e.src, End: e.src + 2*pmd,
+				Flags: mmu.VMRead | mmu.VMWrite | mmu.VMMayRead | mmu.VMMayWrite | mmu.VMHugeTLB, HugeShift: 21}
+			if tc.uffd {
+				v.Flags |= mmu.VMUffdWP
+			}
+			if err := e.mm.InsertVMA(v); err != nil {
+				t.Fatal(err)
+			}
+			for i, mapped := range tc.mapped {
+				if !mapped {
+					continue
+				}
+				pfn, err := mem.Alloc(9, phys.KindFolio)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f := phys.Folio{PFN: pfn, Order: 9}
+				mem.SetFlags(f, phys.FlagHugeTLB)
+				mem.SetContent(pfn, 100+uint64(i))
+				e.mm.AddEntireRmap(f, false, false)
+				e.mm.AddRSS(mmu.MMFilePages, 512)
+				a := e.src + uint64(i)*pmd
+				if err := e.mm.PageTable().Map(a, pmd, pfn, pgtable.MapOpts{Prot: pgtable.ProtRead | pgtable.ProtWrite | pgtable.ProtShared, Huge: true}); err != nil {
+					t.Fatal(err)
+				}
+				if tc.uffd {
+					tr, _ := e.mm.PageTable().Lookup(a)
+					e.mm.PageTable().RawSet(a, tr.Ptr, fm.MkUffdWP(tr.Entry, tr.Level))
+				}
+			}
+			e.mm.MmapWriteUnlock()
+			e.check()
+			e.reset()
+			mv := &Move{Old: v, New: v, OldAddr: e.src, NewAddr: e.dst, Len: 2 * pmd}
+			e.mm.MmapWriteLock()
+			// The destination VMA stands in for copy_vma's.
+			nv := &mmu.VMA{Start: e.dst, End: e.dst + 2*pmd, Flags: v.Flags &^ mmu.VMUffdWP, HugeShift: 21}
+			if err := e.mm.InsertVMA(nv); err != nil {
+				t.Fatal(err)
+			}
+			mv.New = nv
+			moved := MovePageTables(e.mm, mv)
+			e.mm.RemoveVMA(v)
+			e.mm.MmapWriteUnlock()
+			e.check()
+			if moved != 2*pmd {
+				t.Fatalf("moved %#x, want %#x", moved, 2*pmd)
+			}
+			if got := e.count(cost.TLBFlushRange); got != 1 {
+				t.Fatalf("flush_tlb_range = %d, want 1 for the whole old range", got)
+			}
+			for i, mapped := range tc.mapped {
+				tr, ok := e.mm.Translate(e.dst + uint64(i)*pmd)
+				if ok != mapped {
+					t.Fatalf("huge page %d mapped %v at the destination, want %v", i, ok, mapped)
+				}
+				if ok && (mem.Content(tr.PFN) != 100+uint64(i) || fm.UffdWP(tr.Entry, tr.Level)) {
+					t.Fatalf("huge page %d: content %d, entry %#x (uffd-wp %v)", i, mem.Content(tr.PFN), tr.Entry, fm.UffdWP(tr.Entry, tr.Level))
+				}
+			}
+		})
+	}
+}

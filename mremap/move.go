@@ -674,8 +674,9 @@ func (p *pmc) canAlignDown(v *mmu.VMA, addr, mask uint64) bool {
 
 // moveHugetlbPageTables is move_hugetlb_page_tables: every hugetlb leaf
 // of the range moves with an invalidating get-and-clear and a set at the
-// destination, under the rmap locks, and the old range is flushed once
-// at the end. The range and both addresses are aligned to the VMA's huge
+// destination (its uffd-wp bit cleared when the VMA needs it), under the
+// rmap locks, and the whole old range is flushed once at the end, as
+// Linux does whatever moved. The range and both addresses are aligned to the VMA's huge
 // page size (mremap checked). It returns the bytes moved: all of them, or
 // fewer when a destination table cannot be allocated.
 func moveHugetlbPageTables(mm *mmu.MM, mv *Move) uint64 {
@@ -700,14 +701,17 @@ func moveHugetlbPageTables(mm *mmu.MM, mv *Move) uint64 {
 			break
 		}
 		mm.Meter().Add(cost.PTLocks, 1)
-		e := pt.ExchangeLeaf(mv.OldAddr+moved, src, fm.None[src.Level()])
+		orig := pt.ExchangeLeaf(mv.OldAddr+moved, src, fm.None[src.Level()])
+		e := orig
+		if uffdBlocks(mv.Old) {
+			e = fm.ClearUffdWP(e, src.Level())
+		}
 		if err := pt.SetLeaf(mv.NewAddr+moved, dst, e); err != nil {
-			pt.ExchangeLeaf(mv.OldAddr+moved, src, e)
+			pt.ExchangeLeaf(mv.OldAddr+moved, src, orig)
 			break
 		}
 	}
-	if moved > 0 {
-		mm.Machine().TLB().FlushTLBMMRange(mm.TLBContext(), mv.OldAddr, mv.OldAddr+moved, geo.Shift(l), false)
-	}
+	// flush_hugetlb_tlb_range(vma, old_end - len, old_end).
+	mm.Machine().TLB().FlushTLBMMRange(mm.TLBContext(), mv.OldAddr, mv.OldAddr+mv.Len, geo.Shift(l), false)
 	return moved
 }
