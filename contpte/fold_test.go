@@ -391,3 +391,34 @@ func log2(n int) int {
 	}
 	return l
 }
+
+// TestMprotectRWKeepsBlockClean: since Linux 6.18 arm64's
+// pte_mkwrite_novma clears PTE_RDONLY only of a software-dirty entry, so
+// mprotect giving write permission back to a clean page leaves it clean
+// (writable through DBM). Refolding the block then ORs no dirty bit into
+// it: a clean block stays clean until a store. Before 6.18 mkwrite made
+// the entry hardware-dirty and the refold spread dirty to every entry.
+func TestMprotectRWKeepsBlockClean(t *testing.T) {
+	for _, g := range granules {
+		t.Run(g.name, func(t *testing.T) {
+			e := newEnv(t, g.g)
+			e.anonBlocks(1)
+			e.ops().ClearYoungDirtyPTEs(e.pt, base, e.ptr(base), e.n, false, true)
+			e.flushMM()
+			e.check("clean")
+			equal(t, blockState{cont: e.n, young: e.n, write: e.n, present: e.n}, e.state(base))
+			last := e.page(base, e.n-1)
+			d := e.delta(func() { noErr(t, e.mm.Mprotect(last, e.ps, mmu.ProtRead)) })
+			e.check("mprotect r")
+			equal(t, convertCounts{unfolds: 1, converts: 1}, converts(d))
+			d = e.delta(func() { noErr(t, e.mm.Mprotect(last, e.ps, mmu.ProtRead|mmu.ProtWrite)) })
+			e.check("mprotect rw")
+			equal(t, convertCounts{folds: 1, converts: 1}, converts(d), "the writable entry matches the others again")
+			equal(t, blockState{cont: e.n, young: e.n, write: e.n, present: e.n}, e.state(base), "no entry dirty after the refold")
+			noErr(t, e.mm.Write(2, last, 9))
+			e.check("store")
+			got := e.pt.PtepGet(last, e.ptr(last))
+			isTrue(t, e.f.Dirty(got, pgtable.PTE), "a store dirties the block through DBM")
+		})
+	}
+}

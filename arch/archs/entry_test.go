@@ -323,9 +323,14 @@ func TestDirtyEncodings(t *testing.T) {
 		if w != pa|0x00e0_0000_0000_0fc3 {
 			t.Fatalf("wrprotect(hw dirty) = %#x, want PTE_DIRTY set, WRITE clear, RDONLY set", uint64(w))
 		}
-		// pte_mkwrite_novma clears RDONLY whatever the dirty state.
-		if got := f.MkWrite(f.MkPTE(0x1234, ro), pgtable.PTE); got != pa|0x0068_0000_0000_0f43 {
-			t.Fatalf("mkwrite(PAGE_READONLY) = %#x", uint64(got))
+		// pte_mkwrite_novma (Linux 6.18 on) clears RDONLY only of an
+		// entry with PTE_DIRTY: a clean entry stays clean, writable
+		// through DBM.
+		if got := f.MkWrite(f.MkPTE(0x1234, ro), pgtable.PTE); got != pa|0x0068_0000_0000_0fc3 {
+			t.Fatalf("mkwrite(PAGE_READONLY) = %#x, want WRITE set and RDONLY kept", uint64(got))
+		}
+		if got := f.MkWrite(w, pgtable.PTE); got != pa|0x00e8_0000_0000_0f43 {
+			t.Fatalf("mkwrite(wrprotect(hw dirty)) = %#x, want WRITE and PTE_DIRTY set, RDONLY clear", uint64(got))
 		}
 		if got := f.MkClean(hw, pgtable.PTE); got != e {
 			t.Fatalf("mkclean = %#x, want %#x", uint64(got), uint64(e))

@@ -10,7 +10,10 @@
 //     and the read-only bit PTE_RDONLY (bit 7). A writable entry whose
 //     RDONLY bit is clear is dirty ("hardware dirty"); pte_wrprotect moves
 //     that state into PTE_DIRTY before it sets RDONLY, and
-//     pte_mkwrite_novma clears RDONLY whatever the dirty state.
+//     pte_mkwrite_novma clears RDONLY only of an entry with PTE_DIRTY set
+//     (Linux 6.18, "arm64, mm: avoid always making PTE dirty in
+//     pte_mkwrite()": before it, mkwrite made every entry hardware-dirty,
+//     so mprotect giving write permission back dirtied clean pages).
 //   - PROT_NONE is "present but invalid": VALID clear and
 //     PTE_PRESENT_INVALID (bit 11, the nG bit of a valid entry) set.
 //   - Block (huge) leaves use the page layout with the descriptor type
@@ -258,20 +261,19 @@ func addrMask(pageShift uint) pgtable.Entry {
 func format(g *granule) pgtable.Format {
 	am := addrMask(g.pageShift)
 	bits := pgtable.Bits{
-		AddrMask:            am,
-		Present:             Valid | PresentInvalid,
-		Valid:               Valid,
-		Write:               Write,
-		RdOnly:              RdOnly,
-		DBM:                 true,
-		MkWriteClearsRdOnly: true,
-		User:                User,
-		NoExec:              UXN,
-		Young:               AF,
-		Dirty:               Dirty,
-		Special:             Special,
-		UffdWP:              UffdWP,
-		Cont:                Cont,
+		AddrMask: am,
+		Present:  Valid | PresentInvalid,
+		Valid:    Valid,
+		Write:    Write,
+		RdOnly:   RdOnly,
+		DBM:      true,
+		User:     User,
+		NoExec:   UXN,
+		Young:    AF,
+		Dirty:    Dirty,
+		Special:  Special,
+		UffdWP:   UffdWP,
+		Cont:     Cont,
 	}
 	huge := bits
 	huge.LeafClear = TypeTable
