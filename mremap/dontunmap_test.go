@@ -6,6 +6,7 @@ import (
 
 	"github.com/ptsim/ptsim/arch/archs"
 	"github.com/ptsim/ptsim/mmu"
+	"github.com/ptsim/ptsim/pgtable"
 	"github.com/ptsim/ptsim/phys"
 )
 
@@ -199,5 +200,94 @@ func TestLockedGrowPopulates(t *testing.T) {
 				e.check()
 			})
 		}
+	}
+}
+
+// TestMultiVMARules checks remap_move's rules (Linux 6.17) on which VMAs
+// a fixed move without a resize may take together: a VMA with uffd-wp
+// armed only alone (first, and the range ending inside it, even when
+// only a gap follows it), hugetlb VMAs with others. Refused calls change
+// nothing (the model checks every VMA before the first moves).
+func TestMultiVMARules(t *testing.T) {
+	cases := []struct {
+		name string
+		// build maps the source at e.src and returns the range's length.
+		build func(e *env) uint64
+		errno error
+	}{
+		{"uffd-wp VMA alone", func(e *env) uint64 {
+			e.mmap(e.src, 4*e.ps, mmu.MapFlags{})
+			e.fill(e.src, 4*e.ps, e.ps)
+			e.mm.FindVMA(e.src).Flags |= mmu.VMUffdWP
+			return 4 * e.ps
+		}, nil},
+		{"uffd-wp VMA, range running into a gap", func(e *env) uint64 {
+			e.mmap(e.src, 4*e.ps, mmu.MapFlags{})
+			e.fill(e.src, 4*e.ps, e.ps)
+			e.mm.FindVMA(e.src).Flags |= mmu.VMUffdWP
+			return 8 * e.ps
+		}, mmu.EFAULT},
+		{"plain VMA, range running into a gap", func(e *env) uint64 {
+			e.mmap(e.src, 4*e.ps, mmu.MapFlags{})
+			e.fill(e.src, 4*e.ps, e.ps)
+			return 8 * e.ps
+		}, nil},
+		{"uffd-wp VMA second", func(e *env) uint64 {
+			e.mmap(e.src, 2*e.ps, mmu.MapFlags{})
+			e.mmap(e.src+2*e.ps, 2*e.ps, mmu.MapFlags{File: "f"})
+			e.fill(e.src, 4*e.ps, e.ps)
+			e.mm.FindVMA(e.src + 2*e.ps).Flags |= mmu.VMUffdWP
+			return 4 * e.ps
+		}, mmu.EFAULT},
+		{"hugetlb with an anonymous VMA", func(e *env) uint64 {
+			mem := e.m.Memory()
+			e.mm.MmapWriteLock()
+			v := &mmu.VMA{Start: e.src, End: e.src + e.pmd,
+				Flags: mmu.VMRead | mmu.VMWrite | mmu.VMMayRead | mmu.VMMayWrite | mmu.VMHugeTLB, HugeShift: 21}
+			if err := e.mm.InsertVMA(v); err != nil {
+				e.t.Fatal(err)
+			}
+			pfn, err := mem.Alloc(9, phys.KindFolio)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			f := phys.Folio{PFN: pfn, Order: 9}
+			mem.SetFlags(f, phys.FlagHugeTLB)
+			mem.SetContent(pfn, e.src)
+			e.mm.AddEntireRmap(f, false, false)
+			e.mm.AddRSS(mmu.MMFilePages, 512)
+			if err := e.mm.PageTable().Map(e.src, e.pmd, pfn, pgtable.MapOpts{Prot: pgtable.ProtRead | pgtable.ProtWrite | pgtable.ProtShared, Huge: true}); err != nil {
+				e.t.Fatal(err)
+			}
+			e.mm.MmapWriteUnlock()
+			e.check()
+			e.mmap(e.src+e.pmd, 4*e.ps, mmu.MapFlags{})
+			e.fill(e.src+e.pmd, 4*e.ps, e.ps)
+			return e.pmd + 4*e.ps
+		}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "x86_64")
+			length := tc.build(e)
+			before := e.snapshot([2]uint64{e.src, length}, [2]uint64{e.dst, length})
+			got, err := e.mremap(e.src, length, length, MayMove|Fixed, e.dst)
+			if tc.errno != nil {
+				wantErr(t, err, tc.errno)
+				if d := diffStates(before, e.snapshot([2]uint64{e.src, length}, [2]uint64{e.dst, length})); d != "" {
+					t.Fatalf("refused move changed the model:\n%s", d)
+				}
+				return
+			}
+			if err != nil || got != e.dst {
+				t.Fatalf("mremap: %#x, %v", got, err)
+			}
+			e.wantUnmapped(e.src, length)
+			for i, p := range before.Pages[:length/e.ps] {
+				if a := e.snapshot([2]uint64{e.dst + uint64(i)*e.ps, e.ps}).Pages[0]; a.Mapped != p.Mapped || a.PFN != p.PFN || a.Content != p.Content {
+					t.Fatalf("page %d: %+v moved to %+v", i, p, a)
+				}
+			}
+		})
 	}
 }

@@ -128,7 +128,7 @@ type vrm struct {
 // EFAULT when no VMA contains addr, when the range runs past its VMA, when
 // expanding a VM_DONTEXPAND or VM_PFNMAP VMA, or when a multi-VMA move has
 // a gap at its start or a VMA that cannot be moved with others (uffd-wp
-// armed, hugetlb); ENOMEM when the mapping cannot grow in place without
+// armed) that is not alone; ENOMEM when the mapping cannot grow in place without
 // MayMove, no free range is found, or the map count would pass
 // MaxMapCount. The model has no rlimits, seals or mlock limits, so
 // Linux's EAGAIN and EPERM cases cannot arise.

@@ -120,8 +120,10 @@ func dontunmapComplete(src, nv *mmu.VMA, addr, length uint64) {
 // remapMove is remap_move (Linux 6.17): a fixed move without a resize of
 // every VMA in [addr, addr+oldLen), the first of which must start at
 // addr; each moves separately to newAddr plus its offset, keeping the
-// gaps. Unlike Linux, which checks each VMA as it gets to it and may
-// leave a partial move behind, every check runs before the first move.
+// gaps. A VMA that may not move with others (vma_multi_allowed) must be
+// the first and hold the end of the range. Unlike Linux, which checks
+// each VMA as it gets to it and may leave a partial move behind, every
+// check runs before the first move.
 func (r *vrm) remapMove() (uint64, error) {
 	mm := r.mm
 	start, end := r.addr, r.addr+r.oldLen
@@ -129,11 +131,12 @@ func (r *vrm) remapMove() (uint64, error) {
 	if len(vmas) == 0 || vmas[0].Start > start {
 		return 0, fmt.Errorf("no mapping at %#x: %w", start, mmu.EFAULT)
 	}
-	multi := len(vmas) > 1
 	subs := make([]*vrm, len(vmas))
 	next := r.newAddr
 	for i, v := range vmas {
-		if multi && !multiAllowed(v) {
+		// A VMA that cannot move with others may only be the first,
+		// and the range must end inside it.
+		if !multiAllowed(v) && (i > 0 || v.End < end) {
 			return 0, fmt.Errorf("cannot move %s together with other mappings: %w", v, mmu.EFAULT)
 		}
 		a := max(v.Start, start)
@@ -168,10 +171,12 @@ func (r *vrm) remapMove() (uint64, error) {
 	return res, nil
 }
 
-// multiAllowed is vma_multi_allowed: hugetlb mappings and VMAs with
-// uffd-wp armed move alone.
+// multiAllowed is vma_multi_allowed: a VMA with userfaultfd armed moves
+// alone (its notification drops mmap_lock). Anonymous, shmem, hugetlb
+// and file VMAs without a custom get_unmapped_area (the model's files
+// have none) obey MREMAP_FIXED and may move together.
 func multiAllowed(v *mmu.VMA) bool {
-	return v.Flags&(mmu.VMHugeTLB|mmu.VMUffdWP) == 0
+	return v.Flags&mmu.VMUffdWP == 0
 }
 
 // mmapGap is the minimum gap Linux keeps between the top of the address
