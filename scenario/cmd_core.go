@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -98,7 +99,7 @@ func coreCommands() []Command {
 			Summary: "compare a counter with a value; OP is == != < <= > >=",
 			Args: []Arg{{Name: "NAME", Kind: KindCounter}, {Name: "OP", Kind: KindChoice, Choices: ops},
 				{Name: "VALUE", Kind: KindValue}},
-			NoBang: true, Run: runExpect,
+			NoErrno: true, Run: runExpect,
 		},
 		{
 			Name: "expect-error", Usage: "expect-error NAME",
@@ -187,10 +188,29 @@ func checkKnobOptions(need bool) func(c *Call) error {
 	}
 }
 
-func checkKnob(key, val string) error {
+// knobValue returns a config value as the knobs read it: a value that
+// starts with a digit is a number as scripts write them (decimal or
+// 0x-hex, with an optional K, M, G or T suffix; a leading zero is not
+// octal), handed on in decimal; any other value is a word (on, seq...).
+func knobValue(val string) (string, error) {
+	if val == "" || val[0] < '0' || val[0] > '9' {
+		return val, nil
+	}
+	n, err := ParseNumber(val)
+	if err != nil {
+		return "", err
+	}
+	return strconv.FormatUint(n, 10), nil
+}
+
+func checkKnob(key, raw string) error {
 	known := mmu.KnobNames()
 	if i := sort.SearchStrings(known, key); i == len(known) || known[i] != key {
 		return fmt.Errorf("unknown option %q (ptsim help lists the keys)", clip(key))
+	}
+	val, err := knobValue(raw)
+	if err != nil {
+		return fmt.Errorf("bad value %s=%s: %v", clip(key), clip(raw), err)
 	}
 	var first error
 	for _, a := range allArchs() {
@@ -204,8 +224,9 @@ func checkKnob(key, val string) error {
 		}
 	}
 	msg := strings.TrimPrefix(first.Error(), "config "+key+"="+val+": ")
+	msg = strings.TrimPrefix(msg, key+"="+val+": ")
 	msg = strings.TrimSuffix(msg, ": "+mmu.EINVAL.Error())
-	return fmt.Errorf("bad value %s=%s: %s", clip(key), clip(val), msg)
+	return fmt.Errorf("bad value %s=%s: %s", clip(key), clip(raw), msg)
 }
 
 // applyKnobs applies key=value switches all or nothing: on the machine if
@@ -224,17 +245,23 @@ func (e *Env) applyKnobs(kvs []KeyValue) error {
 	default:
 		k = mmu.DefaultKnobs(a)
 	}
-	for _, kv := range kvs {
-		if err := k.Set(a, kv.Key, kv.Value); err != nil {
+	vals := make([]string, len(kvs))
+	for i, kv := range kvs {
+		v, err := knobValue(kv.Value)
+		if err != nil {
+			return fmt.Errorf("config %s=%s: %v: %w", kv.Key, kv.Value, err, mmu.EINVAL)
+		}
+		if err := k.Set(a, kv.Key, v); err != nil {
 			return err
 		}
+		vals[i] = v
 	}
 	if e.m == nil {
 		e.knobs = &k
 		return nil
 	}
-	for _, kv := range kvs {
-		if err := e.m.SetKnob(kv.Key, kv.Value); err != nil {
+	for i, kv := range kvs {
+		if err := e.m.SetKnob(kv.Key, vals[i]); err != nil {
 			return err
 		}
 	}
@@ -245,8 +272,15 @@ func runArch(e *Env, c *Call) error {
 	if e.m != nil {
 		return fmt.Errorf("arch after the machine was built: %w", mmu.EINVAL)
 	}
+	// All or nothing: a switch the arch cannot honour leaves the
+	// architecture as it was.
+	oldName, oldArch, oldKnobs := e.archName, e.a, e.knobs
 	e.archName, e.a, e.knobs = c.Word("NAME"), nil, nil
-	return e.applyKnobs(c.Options())
+	if err := e.applyKnobs(c.Options()); err != nil {
+		e.archName, e.a, e.knobs = oldName, oldArch, oldKnobs
+		return err
+	}
+	return nil
 }
 
 func runConfig(e *Env, c *Call) error { return e.applyKnobs(c.Options()) }
@@ -521,12 +555,34 @@ func runCheck(e *Env, c *Call) error {
 	return nil
 }
 
+// runPin pins the range all or nothing, as the callers of
+// pin_user_pages that a script stands for do (io_uring's buffer
+// registration, VFIO): a short pin releases the pins it took, so a
+// failed `pin` leaves no pin behind (the pages it faulted in stay, as in
+// Linux). A range that is malformed as a whole fails before any page.
 func runPin(e *Env, c *Call) error {
 	mm, err := e.MM()
 	if err != nil {
 		return err
 	}
-	return mm.Pin(c.Num("ADDR"), c.Num("LEN"))
+	addr, length := c.Num("ADDR"), c.Num("LEN")
+	a := mm.Machine().Arch()
+	ps := a.PageSize()
+	size := alignUp(length, ps)
+	if addr&(ps-1) != 0 || length == 0 || size < length || !a.User.Contains(addr, size) {
+		return mm.Pin(addr, length) // fails, changing nothing
+	}
+	for off := uint64(0); off < size; off += ps {
+		if err := mm.Pin(addr+off, ps); err != nil {
+			if off > 0 {
+				if uerr := mm.Unpin(addr, off); uerr != nil {
+					return fmt.Errorf("%w (releasing the pins taken: %v)", err, uerr)
+				}
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 func runUnpin(e *Env, c *Call) error {

@@ -3,6 +3,7 @@ package scenario
 import (
 	"fmt"
 
+	"github.com/ptsim/ptsim/mmu"
 	"github.com/ptsim/ptsim/pgtable"
 )
 
@@ -13,6 +14,9 @@ func runDump(e *Env, c *Call) error {
 	}
 	o := pgtable.DumpOptions{Title: fmt.Sprintf("%s (%s)", mm.Name(), mm.Machine().Arch().Name)}
 	if c.Has("ADDR") {
+		if c.Num("LEN") == 0 {
+			return fmt.Errorf("dump %#x: length 0: %w", c.Num("ADDR"), mmu.EINVAL)
+		}
 		o.Start = c.Num("ADDR")
 		o.End = o.Start + c.Num("LEN")
 		if o.End < o.Start {

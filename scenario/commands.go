@@ -85,9 +85,13 @@ type Command struct {
 	// AnyOptions accepts key=value options whose keys are not listed in
 	// Opts (config and arch take every knob); Check must validate them.
 	AnyOptions bool
-	// NoBang forbids the `!` prefix and a following expect-error: the
-	// command cannot fail in the errno sense (expect, expect-error).
+	// NoBang forbids the `!` prefix and a following expect-error
+	// (expect-error itself).
 	NoBang bool
+	// NoErrno forbids a following expect-error: the command fails only as
+	// a failed expectation, never with an error number (expect). A `!`
+	// line may still expect it to fail.
+	NoErrno bool
 	// Check, if set, validates a parsed call further when the script is
 	// parsed (options that exclude each other, a range given by half);
 	// its error makes the script malformed.
@@ -245,6 +249,10 @@ type Call struct {
 	// ExpectErr is set when an expect-error line follows: the command must
 	// fail (with that error).
 	ExpectErr bool
+	// expectName and expectLine are the error name and line of that
+	// expect-error, for the report when the command succeeds.
+	expectName string
+	expectLine int
 	// args holds the positional values, one per Arg (the last may hold
 	// many: see many).
 	args []value

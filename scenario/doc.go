@@ -14,7 +14,8 @@
 // stops at the first failure (*Failure; exit 1): an expectation that does
 // not hold, a command that fails without `!` or a following expect-error,
 // or a `!` command that succeeds. ExitStatus maps an error to the exit
-// status. Nothing panics on any input: FuzzParse and FuzzRun check it.
+// status. Nothing panics on any input: FuzzParse and FuzzRun check it
+// (and a panic would be reported as a failure, ErrInternal).
 //
 // Output (stats, dump, walk, vmas, trace, and the feature commands that
 // print) goes to Options.Out, byte for byte the same on every run.
@@ -39,9 +40,19 @@
 //     are recreated empty and counters restart at zero.
 //   - cpus N between commands rebuilds the TLBs (mmu.Machine.SetCPUs):
 //     every TLB starts empty, no flush is counted.
+//   - Counters and sim_ns start at zero when the machine is built: the
+//     kernel's boot (init_mm, the vmemmap of all memory, the zero page)
+//     is not the script's work, so the memory size costs nothing.
 //   - expect-error NAME makes the command before it a must-fail command,
-//     `!` or not; `!` and expect-error cannot follow expect or
-//     expect-error.
+//     `!` or not; it cannot follow expect (which fails only as a failed
+//     expectation, with no error number) or expect-error. `! expect ...`
+//     passes when the expectation does not hold. expect-error takes no
+//     `!`.
+//   - pin is all or nothing, as pin_user_pages' callers are: a pin that
+//     fails part-way releases the pins it took (the pages it faulted in
+//     stay, as in Linux).
+//   - A command that panics (a bug in ptsim) fails the script at its line
+//     with ErrInternal (exit status 1), never with a Go panic trace.
 //   - Extra commands: `walk ADDR` (the walk trace), `vmas` (the VMA list),
 //     `audit` (mmu.Machine.Check), mmap's `offset=N` for files.
 //

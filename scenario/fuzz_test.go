@@ -95,6 +95,8 @@ func FuzzRun(f *testing.F) {
 		var fl *Failure
 		switch {
 		case err == nil:
+		case errors.Is(err, ErrInternal):
+			t.Fatalf("panic: %v\nscript:\n%s", err, src)
 		case !errors.As(err, &fl):
 			t.Fatalf("run error %v (%T) is not a *Failure", err, err)
 		case strings.HasPrefix(fl.Expected, "the machine's invariants") && fl.Command != "audit":

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ptsim/ptsim/arch/archs"
 	"github.com/ptsim/ptsim/cost"
 	"github.com/ptsim/ptsim/mmu"
 )
@@ -47,7 +48,12 @@ func TestRunOutcomes(t *testing.T) {
 		{name: "expect-error other errno", src: "mmap 0x10000000 64K\n! mmap 0x10000000 4K\nexpect-error ENOMEM", line: 3,
 			expected: "ENOMEM from line 2 (! mmap 0x10000000 4K)", found: "EEXIST: "},
 		{name: "expect-error after success", src: "mmap 0x10000000 64K\nexpect-error EINVAL", line: 1,
-			expected: "an error", found: "success"},
+			expected: "error EINVAL (expect-error on line 2)", found: "success"},
+		{name: "bang expect holds", src: "mmap 0x10000000 64K\n! expect vmas == 2\n! expect vmas != 1\n! expect vmas > 1\n! expect vmas < 1"},
+		{name: "bang expect fails", src: "mmap 0x10000000 64K\n! expect vmas == 1", line: 2,
+			expected: "it not to hold", found: "it held"},
+		{name: "byte-order mark", src: "\ufeffarch arm64\nmmap 0x10000000 64K\nexpect vmas == 1"},
+		{name: "dump of nothing", src: "dump 0x10000000 0", line: 1, expected: "success", found: "EINVAL"},
 		{name: "expect-error after a mismatch", src: "mmap 0x10000000 64K\n! check 0x10000000 4K val=1\nexpect-error EINVAL", line: 3,
 			expected: "EINVAL", found: "an error with no error number"},
 		{name: "check mismatch", src: "mmap 0x10000000 64K\nwrite 0x10000000 64K val=3\ncheck 0x10000000 64K val=4", line: 3,
@@ -351,5 +357,131 @@ func TestSameOutputAcrossGOMAXPROCS(t *testing.T) {
 		if one[i] != two[i] {
 			t.Errorf("%s: output differs between GOMAXPROCS 1 and 2", paths[i])
 		}
+	}
+}
+
+// TestBootCostsNothing checks that counters and sim_ns start at zero
+// after the machine's boot, whatever the arch and the memory size: the
+// kernel's setup is not the script's work, and frames cost nothing
+// until used (SCENARIOS.md).
+func TestBootCostsNothing(t *testing.T) {
+	for _, a := range archs.Names() {
+		for _, mem := range []string{"", "memory 1G\n", "memory 256G\n"} {
+			t.Run(a+"/"+strings.TrimSpace(mem), func(t *testing.T) {
+				e := NewEnv(Options{})
+				s, err := Parse("t", []byte("arch "+a+"\n"+mem+"audit\n"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := e.Run(s); err != nil {
+					t.Fatal(err)
+				}
+				if c := e.m.Counts(); c != (cost.Counts{}) || e.m.SimNS() != 0 {
+					t.Fatalf("boot left counts %v, sim_ns %d", c, e.m.SimNS())
+				}
+			})
+		}
+	}
+}
+
+// TestPanicIsAFailure checks that a command that panics (a bug) fails the
+// script at its line with ErrInternal, exit status 1, even on a `!` line,
+// instead of crashing with a Go panic trace.
+func TestPanicIsAFailure(t *testing.T) {
+	boom := &Command{Name: "boom", Usage: "boom", Summary: "panics",
+		Run: func(*Env, *Call) error { panic("kaboom") }}
+	for _, bang := range []bool{false, true} {
+		s := &Script{Name: "t.pts", Calls: []*Call{{Cmd: boom, File: "t.pts", Line: 3, Text: "boom", Bang: bang}}}
+		err := Run(s, Options{})
+		var f *Failure
+		if !errors.As(err, &f) || !errors.Is(err, ErrInternal) || f.Line != 3 || !strings.Contains(f.Found, "kaboom") {
+			t.Fatalf("bang %v: error %v (%T)", bang, err, err)
+		}
+		if ExitStatus(err) != 1 {
+			t.Fatalf("exit status %d", ExitStatus(err))
+		}
+	}
+}
+
+// TestPinAllOrNothing checks that a pin that fails part-way releases the
+// pins it took: the pages it reached hold no pin afterwards, on every
+// arch, while the same range pins and unpins whole when it can.
+func TestPinAllOrNothing(t *testing.T) {
+	for _, a := range archs.Names() {
+		t.Run(a, func(t *testing.T) {
+			src := fmt.Sprintf(`arch %s
+mmap 0x10000000 1M
+write 0x10000000 64K
+! pin 0x10000000 2M
+expect-error EFAULT
+! unpin 0x10000000 4K
+expect-error EINVAL
+mmap 0x10200000 64K none
+! pin 0x10100000 2M
+expect-error EFAULT
+! unpin 0x10000000 4K
+pin 0x10000000 1M
+unpin 0x10000000 1M
+! unpin 0x10000000 4K
+`, a)
+			if _, err := runScript(t, src, Options{Audit: true}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestConfigNumbers checks that numeric config values follow the
+// script's lexical rules: decimal (a leading zero is not octal), 0x-hex,
+// K/M/G/T suffixes; other spellings strconv would take (0b10, 1_0) are
+// malformed.
+func TestConfigNumbers(t *testing.T) {
+	tests := []struct {
+		val  string
+		want int
+	}{{"010", 10}, {"0x40", 64}, {"0X40", 64}, {"1K", 1024}, {"64", 64}, {"0", 0}}
+	for _, tc := range tests {
+		for _, built := range []bool{false, true} {
+			e := NewEnv(Options{})
+			src := "config mremap_latency_limit=" + tc.val + "\n"
+			if built {
+				src = "audit\n" + src
+			}
+			s, err := Parse("t", []byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Run(s); err != nil {
+				t.Fatal(err)
+			}
+			m, err := e.Machine()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.Knobs().MremapLatencyLimit; got != tc.want {
+				t.Errorf("mremap_latency_limit=%s (machine built first: %v): %d, want %d", tc.val, built, got, tc.want)
+			}
+		}
+	}
+	for _, bad := range []string{"0b10", "1_0", "0o7", "1Q"} {
+		if _, err := Parse("t", []byte("config mremap_latency_limit="+bad)); ExitStatus(err) != 2 {
+			t.Errorf("mremap_latency_limit=%s: %v, want malformed", bad, err)
+		}
+	}
+}
+
+// TestArchAllOrNothing checks that an arch line with a switch the arch
+// cannot honour fails without changing the architecture.
+func TestArchAllOrNothing(t *testing.T) {
+	e := NewEnv(Options{})
+	s, err := Parse("t", []byte("! arch s390x move_pmd=on\nexpect-error EINVAL\nmmap 0x10000000 64K\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Run(s); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.m.Arch().Name; got != DefaultArch {
+		t.Fatalf("arch %s after a failed arch line, want %s", got, DefaultArch)
 	}
 }

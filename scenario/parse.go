@@ -69,7 +69,9 @@ func Parse(name string, src []byte) (*Script, error) {
 			errs = append(errs, &SyntaxError{File: name, Line: line, Msg: fmt.Sprintf(format, a...)})
 		}
 	}
-	text := string(src)
+	// A UTF-8 byte-order mark, as some editors write, is not part of
+	// the first command.
+	text := strings.TrimPrefix(string(src), "\ufeff")
 	if strings.IndexByte(text, 0) >= 0 {
 		bad(0, "binary file (contains a NUL byte)")
 		return nil, errs
@@ -106,8 +108,11 @@ func Parse(name string, src []byte) (*Script, error) {
 				bad(line, "expect-error must follow the command that fails")
 			case prev.Cmd.NoBang:
 				bad(line, "expect-error must follow a command that can fail, not %s", prev.Cmd.Name)
+			case prev.Cmd.NoErrno:
+				bad(line, "expect-error must follow a command that fails with an error number; %s fails only as a failed expectation", prev.Cmd.Name)
 			default:
 				prev.ExpectErr = true
+				prev.expectName, prev.expectLine = c.Word("NAME"), line
 			}
 		}
 		s.Calls = append(s.Calls, c)

@@ -79,10 +79,23 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ptsim run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	audit := fs.Bool("audit", false, "check the machine's invariants after every command (slow)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	// Flags may come after file names too (ptsim run a.pts -audit); `--`
+	// ends them.
+	var files []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			return 2
+		}
+		left := fs.Args()
+		if len(left) == 0 {
+			break
+		}
+		if used := len(rest) - len(left); used > 0 && rest[used-1] == "--" {
+			files = append(files, left...)
+			break
+		}
+		files, rest = append(files, left[0]), left[1:]
 	}
-	files := fs.Args()
 	if len(files) == 0 {
 		fmt.Fprintln(stderr, "ptsim run: no script files")
 		return 2
