@@ -193,8 +193,7 @@ func (o *Ops) setPTEs(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr, e pgtab
 // Get is arm64's ptep_get: the raw entry, or for a valid contiguous entry
 // the entry with the access and dirty bits of its whole block ORed in
 // (contpte_ptep_get). PTE_CONT shows through. Costs one entry read, plus
-// up to CONT_PTES more for a block: the scan stops once both bits are
-// found.
+// for a block the reads of Linux 6.16's loop (gather).
 func (o *Ops) Get(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr) pgtable.Entry {
 	if !o.manages(pt, p, 1) {
 		return o.GenericOps.Get(pt, addr, p)
@@ -203,27 +202,62 @@ func (o *Ops) Get(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr) pgtable.Ent
 	if !validCont(pt.Format(), e) {
 		return e
 	}
-	return o.gather(pt, p, e)
+	e, _ = o.gather(pt, p, e, nil)
+	return e
 }
 
-// gather ORs the access and dirty bits of p's block into orig, reading
-// until both are found (contpte_ptep_get).
-func (o *Ops) gather(pt *pgtable.PageTable, p pgtable.Ptr, orig pgtable.Entry) pgtable.Entry {
+// gather ORs the access and dirty bits of p's block into orig with
+// contpte_ptep_get's loop since Linux 6.16 ("arm64/mm: Optimize loop to
+// reduce redundant operations of contpte_ptep_get"): scan until the first
+// entry that is dirty or young; after a dirty one, scan from that same
+// entry (read again) for a young one; after a young one, scan on from the
+// next for a dirty one; stop at the first found. So a block with neither
+// bit costs CONT_PTES reads, and finding dirty first one read more than
+// the entries scanned. ok, when not nil, checks each entry read
+// (ptep_get_lockless's consistency test, with its index); gather stops
+// and reports false at the first entry that fails it.
+func (o *Ops) gather(pt *pgtable.PageTable, p pgtable.Ptr, orig pgtable.Entry, ok func(i int, e pgtable.Entry) bool) (pgtable.Entry, bool) {
 	f := pt.Format()
 	q := o.alignDown(p)
-	young, dirty := false, false
-	for i := 0; i < o.n && !(young && dirty); i++ {
+	read := func(i int) (pgtable.Entry, bool) {
 		e := pt.RawGet(q.Add(i))
-		if !dirty && f.Dirty(e, pgtable.PTE) {
-			dirty = true
-			orig = f.MkDirty(orig, pgtable.PTE)
+		return e, ok == nil || ok(i, e)
+	}
+	for i := 0; i < o.n; i++ {
+		e, good := read(i)
+		if !good {
+			return orig, false
 		}
-		if !young && f.Young(e, pgtable.PTE) {
-			young = true
+		if f.Dirty(e, pgtable.PTE) {
+			orig = f.MkDirty(orig, pgtable.PTE)
+			for ; i < o.n; i++ {
+				e, good := read(i)
+				if !good {
+					return orig, false
+				}
+				if f.Young(e, pgtable.PTE) {
+					orig = f.MkYoung(orig, pgtable.PTE)
+					break
+				}
+			}
+			break
+		}
+		if f.Young(e, pgtable.PTE) {
 			orig = f.MkYoung(orig, pgtable.PTE)
+			for i++; i < o.n; i++ {
+				e, good := read(i)
+				if !good {
+					return orig, false
+				}
+				if f.Dirty(e, pgtable.PTE) {
+					orig = f.MkDirty(orig, pgtable.PTE)
+					break
+				}
+			}
+			break
 		}
 	}
-	return orig
+	return orig, true
 }
 
 // maxLocklessRetries bounds contpte_ptep_get_lockless's retry loop. Linux
@@ -232,11 +266,13 @@ func (o *Ops) gather(pt *pgtable.PageTable, p pgtable.Ptr, orig pgtable.Entry) p
 // now stays so, and looping would never end.
 const maxLocklessRetries = 2
 
-// GetLockless is arm64's ptep_get_lockless: as Get, but it re-reads the
-// whole block and starts again if any entry is not valid-contiguous, maps
-// the wrong frame, or has other bits than the target apart from access
-// and dirty (contpte_ptep_get_lockless). Costs one read, plus CONT_PTES
-// more per pass over a block. A block that stays inconsistent (a bug in
+// GetLockless is arm64's ptep_get_lockless: as Get, but every entry the
+// gathering loop reads must be valid-contiguous, map the next frame and
+// have the target's bits apart from access and dirty
+// (contpte_is_consistent), else it starts again
+// (contpte_ptep_get_lockless; since Linux 6.16 it stops as Get does, so
+// entries after the last one it needs go unchecked). Costs one read plus
+// the loop's reads per pass. A block that stays inconsistent (a bug in
 // the model, as nothing runs concurrently) gives the raw entry.
 func (o *Ops) GetLockless(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr) pgtable.Entry {
 	if !o.manages(pt, p, 1) {
@@ -250,24 +286,12 @@ func (o *Ops) GetLockless(pt *pgtable.PageTable, addr uint64, p pgtable.Ptr) pgt
 			return orig
 		}
 		prot := f.MkOld(f.MkClean(orig, pgtable.PTE), pgtable.PTE)
-		q := o.alignDown(p)
-		expect := f.SetPFN(prot, pgtable.PTE, f.PFN(orig, pgtable.PTE)-phys.PFN(p.I-q.I))
-		out, stable := orig, true
-		for i := 0; i < o.n; i++ {
-			e := pt.RawGet(q.Add(i))
-			if !validCont(f, e) || f.MkOld(f.MkClean(e, pgtable.PTE), pgtable.PTE) != expect {
-				stable = false
-				break
-			}
-			if f.Dirty(e, pgtable.PTE) {
-				out = f.MkDirty(out, pgtable.PTE)
-			}
-			if f.Young(e, pgtable.PTE) {
-				out = f.MkYoung(out, pgtable.PTE)
-			}
-			expect = f.AdvancePFN(expect, pgtable.PTE, 1)
+		off := p.I - o.alignDown(p).I
+		first := f.PFN(orig, pgtable.PTE) - phys.PFN(off)
+		consistent := func(i int, e pgtable.Entry) bool {
+			return validCont(f, e) && f.MkOld(f.MkClean(e, pgtable.PTE), pgtable.PTE) == f.SetPFN(prot, pgtable.PTE, first+phys.PFN(i))
 		}
-		if stable {
+		if out, stable := o.gather(pt, p, orig, consistent); stable {
 			return out
 		}
 	}

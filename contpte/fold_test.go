@@ -422,3 +422,59 @@ func TestMprotectRWKeepsBlockClean(t *testing.T) {
 		})
 	}
 }
+
+// TestPtepGetReads: ptep_get and ptep_get_lockless of a folded entry read
+// the target, then gather with Linux 6.16's loop: up to the first dirty or
+// young entry; after a dirty one, from that same entry (read again) to the
+// first young one; after a young one, from the next to the first dirty
+// one. The count is the loop's, so a model that scans differently fails.
+func TestPtepGetReads(t *testing.T) {
+	for _, g := range granules {
+		for _, tc := range []struct {
+			name         string
+			young, dirty []int
+			// reads of the gathering loop, from CONT_PTES n.
+			reads             func(n int) int
+			wantYoung, wantDy bool
+		}{
+			{"old and clean", nil, nil, func(n int) int { return n }, false, false},
+			{"entry 3 young and dirty", []int{3}, []int{3}, func(n int) int { return 3 + 2 }, true, true},
+			{"young at 3, dirty at 7", []int{3}, []int{7}, func(n int) int { return 7 + 1 }, true, true},
+			{"dirty at 3, young at 7", []int{7}, []int{3}, func(n int) int { return 7 + 2 }, true, true},
+			{"dirty at 3 only", nil, []int{3}, func(n int) int { return n + 1 }, false, true},
+			{"young at 3 only", []int{3}, nil, func(n int) int { return n }, true, false},
+		} {
+			t.Run(g.name+"/"+tc.name, func(t *testing.T) {
+				e := newEnv(t, g.g)
+				e.anonBlocks(1)
+				e.ops().ClearYoungDirtyPTEs(e.pt, base, e.ptr(base), e.n, true, true)
+				e.flushMM()
+				for _, i := range tc.young {
+					a := e.page(base, i)
+					e.pt.RawSet(a, e.ptr(a), e.f.MkYoung(e.raw(a), pgtable.PTE))
+				}
+				for _, i := range tc.dirty {
+					a := e.page(base, i)
+					e.pt.RawSet(a, e.ptr(a), e.f.MkDirty(e.raw(a), pgtable.PTE))
+				}
+				e.check("set-up")
+				a := e.page(base, e.n-2)
+				for _, get := range []struct {
+					name string
+					fn   func() pgtable.Entry
+				}{
+					{"ptep_get", func() pgtable.Entry { return e.pt.PtepGet(a, e.ptr(a)) }},
+					{"ptep_get_lockless", func() pgtable.Entry { return e.pt.PtepGetLockless(a, e.ptr(a)) }},
+				} {
+					var got pgtable.Entry
+					d := e.delta(func() { got = get.fn() })
+					equal(t, uint64(1+tc.reads(e.n)), d[cost.EntryReads], "%s entry reads", get.name)
+					equal(t, tc.wantYoung, e.f.Young(got, pgtable.PTE), "%s young", get.name)
+					equal(t, tc.wantDy, e.f.Dirty(got, pgtable.PTE), "%s dirty", get.name)
+					isTrue(t, e.f.Cont(got, pgtable.PTE), "%s lets PTE_CONT show", get.name)
+				}
+				e.check("gets")
+			})
+		}
+	}
+}
