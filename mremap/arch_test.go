@@ -256,3 +256,51 @@ func TestHugetlbMoveRules(t *testing.T) {
 		})
 	}
 }
+
+// TestHugePUDMove moves a PUD leaf (a 1 GiB mapping, built by hand as a
+// DAX or PFN map would be): first in the decision order, it moves whole
+// when the extent is the PUD on both sides (move_huge_pud: one entry,
+// one flush with the PUD stride), its entry unchanged (no PUD-level
+// soft-dirty), and the page follows.
+func TestHugePUDMove(t *testing.T) {
+	e := newEnv(t, "x86_64")
+	mem := e.m.Memory()
+	fm := &e.a.Format
+	pud := e.pud
+	e.mmap(e.src, pud, mmu.MapFlags{})
+	pfn, err := mem.Alloc(18, phys.KindFolio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := phys.Folio{PFN: pfn, Order: 18}
+	mem.SetContent(pfn+5, 55)
+	pt := e.mm.PageTable()
+	e.mm.MmapWriteLock()
+	ptr, err := pt.WalkAlloc(e.src, pgtable.PUD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := fm.MkWrite(fm.MkDirty(fm.MkYoung(fm.MkHugeAt(pgtable.PUD, pfn, pgtable.ProtRead|pgtable.ProtWrite), pgtable.PUD), pgtable.PUD), pgtable.PUD)
+	leaf = fm.ClearSoftDirty(leaf, pgtable.PUD) // x86's mkdirty sets it
+	if err := pt.SetLeaf(e.src, ptr, leaf); err != nil {
+		t.Fatal(err)
+	}
+	e.mm.FindVMA(e.src).AnonVMA = true
+	e.mm.AddEntireRmap(f, true, true)
+	e.mm.AddRSS(mmu.MMAnonPages, int64(f.NrPages()))
+	e.mm.MmapWriteUnlock()
+	e.check()
+	before, _ := e.mm.Translate(e.src)
+	e.reset()
+	e.mustMremap(e.src, pud, pud, MayMove|Fixed, e.dst)
+	tr, ok := e.mm.Translate(e.dst)
+	if !ok || tr.Level != pgtable.PUD || tr.PFN != pfn || tr.Entry != before.Entry {
+		t.Fatalf("after the move: %+v (%v), want the PUD leaf %#x unchanged", tr, ok, before.Entry)
+	}
+	if v, err := e.mm.Read(0, e.dst+5*e.ps); err != nil || v != 55 {
+		t.Fatalf("reads %d, %v", v, err)
+	}
+	e.wantUnmapped(e.src, pud)
+	e.wantCounts(map[cost.Event]uint64{cost.PUDMoves: 1, cost.PMDMoves: 0, cost.HugePMDMoves: 0, cost.PTEMoves: 0})
+	e.check()
+}

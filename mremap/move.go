@@ -467,9 +467,9 @@ func (p *pmc) moveNormalTable(oldp, newp pgtable.Ptr, l pgtable.Level) bool {
 
 // moveHuge is move_huge_pmd (l == PMD) and move_huge_pud (l == PUD): the
 // leaf is taken with an invalidating get-and-clear
-// (pmdp_huge_get_and_clear), marked soft-dirty, stripped of uffd-wp when
-// the VMA needs it, and set at the destination; a THP's deposited PTE
-// table goes with it. The old range is flushed with a PMD (PUD) stride,
+// (pmdp_huge_get_and_clear), for a PMD marked soft-dirty and stripped of
+// uffd-wp when the VMA needs it, and set at the destination; a THP's
+// deposited PTE table goes with it. The old range is flushed with a PMD (PUD) stride,
 // for a PMD only if it was present. It refuses when the destination is
 // not empty.
 func (p *pmc) moveHuge(oldp, newp pgtable.Ptr, l pgtable.Level) bool {
@@ -492,9 +492,14 @@ func (p *pmc) moveHuge(oldp, newp pgtable.Ptr, l pgtable.Level) bool {
 			return false
 		}
 	}
-	e = fm.MkSoftDirty(e, l)
-	if uffdBlocks(p.mv.Old) {
-		e = fm.ClearUffdWP(e, l)
+	if l == pgtable.PMD {
+		// move_huge_pmd marks the moved leaf soft-dirty and drops its
+		// uffd-wp bit; move_huge_pud does neither (no PUD-level
+		// soft-dirty or uffd-wp support).
+		e = fm.MkSoftDirty(e, l)
+		if uffdBlocks(p.mv.Old) {
+			e = fm.ClearUffdWP(e, l)
+		}
 	}
 	if err := pt.SetLeaf(p.newAddr, newp, e); err != nil {
 		pt.ExchangeLeaf(p.oldAddr, oldp, e)
