@@ -353,3 +353,43 @@ func TestRSSOncePerPass(t *testing.T) {
 		}
 	}
 }
+
+// TestPinnedCopyKeepsUffdWP forks a pinned page whose PTE is uffd-wp
+// marked: copy_present_page gives the child a dirty copy, writable
+// (maybe_mkwrite) unless it keeps the mark, which it does only when the
+// child's VMA stays uffd-wp (userfaultfd_pte_wp(dst_vma, src pte)), and
+// pte_mkuffd_wp write-protects.
+func TestPinnedCopyKeepsUffdWP(t *testing.T) {
+	for _, eventFork := range []bool{false, true} {
+		for _, batch := range []string{"on", "off"} {
+			t.Run(fmt.Sprintf("event_fork=%v/batch=%s", eventFork, batch), func(t *testing.T) {
+				m := newMachine(t, "x86_64", "fork_batch", batch)
+				ps := m.Arch().PageSize()
+				p := newMM(t, m, "parent")
+				va := base(m)
+				mmap(t, p, va, 16*ps, rw, mmu.MapFlags{FolioSize: 16 * ps})
+				writeAll(t, p, va, 16*ps, 3)
+				must(t, p.Pin(va+2*ps, ps))
+				p.VMAs()[0].Flags |= mmu.VMUffdWP
+				rewrite(t, p, va, 0, 16, func(fm *pgtable.Format, e pgtable.Entry) pgtable.Entry { return fm.MkUffdWP(e, pgtable.PTE) })
+				m.Reset()
+				c, err := fork.ForkWith(p, "child", fork.Options{UffdEventFork: eventFork})
+				must(t, err)
+				check(t, m)
+				if got := count(p, cost.ForkPageCopies); got != 16 {
+					t.Fatalf("fork_page_copies = %d, want 16 (the pinned folio)", got)
+				}
+				fm := &m.Arch().Format
+				for a := va; a < va+16*ps; a += ps {
+					ce, cpfn := pte(t, c, a)
+					_, ppfn := pte(t, p, a)
+					// pte_mkuffd_wp write-protects: a kept mark leaves the
+					// copy read-only (x86 keeps the dirty bit as saved-dirty).
+					if cpfn == ppfn || fm.UffdWP(ce, pgtable.PTE) != eventFork || fm.Write(ce, pgtable.PTE) == eventFork || !fm.Dirty(ce, pgtable.PTE) {
+						t.Fatalf("%#x: child %#x (frame %#x, parent's %#x): want a dirty copy, uffd-wp %v, writable %v", a, ce, cpfn, ppfn, eventFork, !eventFork)
+					}
+				}
+			})
+		}
+	}
+}
