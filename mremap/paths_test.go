@@ -20,15 +20,17 @@ func TestRealign(t *testing.T) {
 		name string
 		// vma is the source mapping, relative to src; move the range
 		// [off, off+size) of it to dst+dstOff. guard maps one page at
-		// dst+guard when non-zero.
-		vmaOff, vmaSize, off, size, dstOff, guard uint64
-		pmdMoves, pteMoves                        uint64
+		// dst+guard when non-zero, srcGuard one at src+srcGuard.
+		vmaOff, vmaSize, off, size, dstOff, guard, srcGuard uint64
+		pmdMoves, pteMoves                                  uint64
 	}{
 		{name: "taken", vmaOff: 1 << 20, vmaSize: 4 << 20, off: 1 << 20, size: 4 << 20, dstOff: 1 << 20,
 			pmdMoves: 2, pteMoves: 256},
 		{name: "refused: not the VMA's start (|DDDDddddSSSSssss|)", vmaOff: 0, vmaSize: 6 << 20, off: 1 << 20, size: 4 << 20, dstOff: 1 << 20,
 			pmdMoves: 1, pteMoves: 512},
 		{name: "refused: mapping in the gap", vmaOff: 1 << 20, vmaSize: 4 << 20, off: 1 << 20, size: 4 << 20, dstOff: 1 << 20, guard: 4 * k,
+			pmdMoves: 1, pteMoves: 512},
+		{name: "refused: mapping in the source's gap", vmaOff: 1 << 20, vmaSize: 4 << 20, off: 1 << 20, size: 4 << 20, dstOff: 1 << 20, srcGuard: 8 * k,
 			pmdMoves: 1, pteMoves: 512},
 		{name: "refused: not mutually aligned", vmaOff: 1 << 20, vmaSize: 4 << 20, off: 1 << 20, size: 4 << 20, dstOff: 1<<20 + 4*k,
 			pmdMoves: 0, pteMoves: 1024},
@@ -42,6 +44,9 @@ func TestRealign(t *testing.T) {
 			e.fill(e.src+c.vmaOff, c.vmaSize, e.ps)
 			if c.guard != 0 {
 				e.mmap(e.dst+c.guard, e.ps, mmu.MapFlags{})
+			}
+			if c.srcGuard != 0 {
+				e.mmap(e.src+c.srcGuard, e.ps, mmu.MapFlags{File: "guard"})
 			}
 			e.reset()
 			e.mustMremap(e.src+c.off, c.size, c.size, MayMove|Fixed, e.dst+c.dstOff)
