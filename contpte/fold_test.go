@@ -1,6 +1,7 @@
 package contpte_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/ptsim/ptsim/arch/arm64"
@@ -474,6 +475,53 @@ func TestPtepGetReads(t *testing.T) {
 					isTrue(t, e.f.Cont(got, pgtable.PTE), "%s lets PTE_CONT show", get.name)
 				}
 				e.check("gets")
+			})
+		}
+	}
+}
+
+// TestNoFoldSpecial: contpte_try_fold's gate refuses a special entry
+// (special mappings have no folio to check): a block rewritten entry by
+// entry with set_pte_at, the frames consecutive, aligned and of one
+// folio, never folds when the entries are special, and folds at the last
+// entry when they are not.
+func TestNoFoldSpecial(t *testing.T) {
+	for _, g := range granules {
+		for _, special := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/special=%v", g.name, special), func(t *testing.T) {
+				e := newEnv(t, g.g)
+				e.anonBlocks(1)
+				e.snap()
+				// Take the block out behind mmu's back (one unfold),
+				// then write it back one entry at a time.
+				for i := 0; i < e.n; i++ {
+					a := e.page(base, i)
+					e.pt.PtepGetAndClear(a, e.ptr(a))
+				}
+				d := e.delta(func() {
+					for i := 0; i < e.n; i++ {
+						a := e.page(base, i)
+						v := e.f.MkNonCont(e.saved[a])
+						if special {
+							v = e.f.MkSpecial(v, pgtable.PTE)
+						}
+						e.pt.SetPTEAt(a, e.ptr(a), v)
+					}
+				})
+				if special {
+					equal(t, convertCounts{}, converts(d), "special entries never fold")
+					isFalse(t, e.folded(base))
+					// Put the normal entries back for the checker.
+					for i := 0; i < e.n; i++ {
+						a := e.page(base, i)
+						e.pt.SetPTEAt(a, e.ptr(a), e.f.MkNonCont(e.saved[a]))
+					}
+				} else {
+					equal(t, convertCounts{folds: 1, converts: 1}, converts(d), "the last entry folds the block")
+				}
+				isTrue(t, e.folded(base), "normal entries fold")
+				e.flushMM()
+				e.check("restored")
 			})
 		}
 	}
