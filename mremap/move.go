@@ -469,9 +469,9 @@ func (p *pmc) moveNormalTable(oldp, newp pgtable.Ptr, l pgtable.Level) bool {
 // leaf is taken with an invalidating get-and-clear
 // (pmdp_huge_get_and_clear), for a PMD marked soft-dirty and stripped of
 // uffd-wp when the VMA needs it, and set at the destination; a THP's
-// deposited PTE table goes with it. The old range is flushed with a PMD (PUD) stride,
-// for a PMD only if it was present. It refuses when the destination is
-// not empty.
+// deposited PTE table goes with it. The old range is flushed with a PMD
+// (PUD) stride, for a PMD only if it was present. It refuses when the
+// destination is not empty.
 func (p *pmc) moveHuge(oldp, newp pgtable.Ptr, l pgtable.Level) bool {
 	pt, fm := p.pt, p.fm
 	if newp.Child() != nil || !fm.IsNone(pt.RawGet(newp), newp.Level()) {
@@ -681,9 +681,9 @@ func (p *pmc) canAlignDown(v *mmu.VMA, addr, mask uint64) bool {
 // of the range moves with an invalidating get-and-clear and a set at the
 // destination (its uffd-wp bit cleared when the VMA needs it), under the
 // rmap locks, and the whole old range is flushed once at the end, as
-// Linux does whatever moved. The range and both addresses are aligned to the VMA's huge
-// page size (mremap checked). It returns the bytes moved: all of them, or
-// fewer when a destination table cannot be allocated.
+// Linux does whatever moved. The range and both addresses are aligned to
+// the VMA's huge page size (mremap checked). It returns the bytes moved:
+// all of them, or fewer when a destination table cannot be allocated.
 func moveHugetlbPageTables(mm *mmu.MM, mv *Move) uint64 {
 	pt := mm.PageTable()
 	fm := &mm.Machine().Arch().Format

@@ -128,10 +128,13 @@ type vrm struct {
 // EFAULT when no VMA contains addr, when the range runs past its VMA, when
 // expanding a VM_DONTEXPAND or VM_PFNMAP VMA, or when a multi-VMA move has
 // a gap at its start or a VMA that cannot be moved with others (uffd-wp
-// armed) that is not alone; ENOMEM when the mapping cannot grow in place without
-// MayMove, no free range is found, or the map count would pass
-// MaxMapCount. The model has no rlimits, seals or mlock limits, so
-// Linux's EAGAIN and EPERM cases cannot arise.
+// armed) that is not alone; ENOMEM when the mapping cannot grow in place
+// without MayMove, no free range is found, or the map count could pass
+// MaxMapCount (checked for every call: room for four more VMAs). The
+// model has no rlimits, seals or mlock limits, so Linux's EAGAIN and
+// EPERM cases cannot arise. Growing an mlock()ed mapping faults the new
+// part in afterwards; unmapping the source after a move is best effort,
+// as in Linux.
 //
 // Cost: one syscall and mmap_lock for writing, the VMA work, and the
 // page-table move (see MovePageTables); a move also counts move_vmas,
