@@ -230,13 +230,29 @@ func Take(m *mmu.Machine) Snapshot {
 // LoosenAD drops what the contiguous-PTE twin may legitimately differ in:
 // contpte_convert repaints every entry of a block with the access and
 // dirty bits of all of them (and arm64 derives PTE_RDONLY from dirty), so
-// those bits are compared per folio (Folio.Young, Folio.DirtyPTE), as
-// Linux's access tracking sees them, not per entry.
+// those bits are not compared per entry. Per folio they survive only
+// while the whole block stays mapped: once part of it is unmapped, the
+// bits an unfold spread stay on the entries left, where without contpte
+// the zap took them away (Linux's zap turns a dirty PTE of a file folio
+// into the folio's dirty flag, a young one into PG_referenced, which the
+// model does not keep, and drops both for anonymous folios). What stays
+// equal is the data-integrity view: a file folio is dirty (flag or any
+// PTE) in both or in neither.
 func (s *Snapshot) LoosenAD() {
 	for i := range s.MMs {
 		for j := range s.MMs[i].Leaves {
 			l := &s.MMs[i].Leaves[j]
 			l.Bits.Young, l.Bits.Dirty, l.Raw = false, false, 0
+		}
+	}
+	for i := range s.Folios {
+		f := &s.Folios[i]
+		f.Young = false
+		if f.Anon {
+			f.DirtyPTE = false
+		} else {
+			f.Dirty = f.Dirty || f.DirtyPTE
+			f.DirtyPTE = false
 		}
 	}
 }
