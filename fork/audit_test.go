@@ -9,6 +9,7 @@ import (
 	"github.com/ptsim/ptsim/mmu"
 	"github.com/ptsim/ptsim/mremap"
 	"github.com/ptsim/ptsim/pgtable"
+	"github.com/ptsim/ptsim/phys"
 )
 
 // batchRuleCase is one parent layout for TestBatchRules: built the same
@@ -391,5 +392,49 @@ func TestPinnedCopyKeepsUffdWP(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestSpecialHugePMD forks a huge PFN map (a special PMD leaf, built by
+// hand as a driver's remap would leave it): copy_huge_pmd copies it as
+// it is, made old, with no reference, mapping, deposit or RSS, whether
+// or not the VMA counts as anonymous; the parent's entry is unchanged.
+func TestSpecialHugePMD(t *testing.T) {
+	for _, name := range []string{"x86_64", "arm64"} {
+		t.Run(name, func(t *testing.T) {
+			m := newMachine(t, name)
+			p := newMM(t, m, "parent")
+			fm := &m.Arch().Format
+			pmd := m.Arch().Geometry.Size(pgtable.PMD)
+			va := base(m)
+			pt := p.PageTable()
+			p.MmapWriteLock()
+			v := &mmu.VMA{Start: va, End: va + pmd,
+				Flags: mmu.VMRead | mmu.VMWrite | mmu.VMShared | mmu.VMMayRead | mmu.VMMayWrite | mmu.VMMayShare | mmu.VMPFNMap}
+			must(t, p.InsertVMA(v))
+			ptr, err := pt.WalkAlloc(va, pgtable.PMD)
+			must(t, err)
+			raw := m.Memory().Frames() - pmd/m.Arch().PageSize() // a frame range nothing allocates
+			leaf := fm.MkSpecial(fm.MkYoung(fm.MkHugeAt(pgtable.PMD, phys.PFN(raw), pgtable.ProtRead|pgtable.ProtWrite|pgtable.ProtShared), pgtable.PMD), pgtable.PMD)
+			must(t, pt.SetLeaf(va, ptr, leaf))
+			p.MmapWriteUnlock()
+			check(t, m)
+			before, _ := p.Translate(va)
+			c, err := fork.Fork(p, "child")
+			must(t, err)
+			check(t, m)
+			after, _ := p.Translate(va)
+			ct, ok := c.Translate(va)
+			switch {
+			case after.Entry != before.Entry:
+				t.Fatalf("parent PMD %#x changed to %#x", before.Entry, after.Entry)
+			case !ok || ct.Level != pgtable.PMD || ct.PFN != before.PFN || fm.Young(ct.Entry, pgtable.PMD) || !fm.Special(ct.Entry, pgtable.PMD):
+				t.Fatalf("child maps %+v (%v), want the special PMD, old", ct, ok)
+			case c.Deposits() != 0 || c.RSS(mmu.MMAnonPages) != 0 || c.RSS(mmu.MMFilePages) != 0:
+				t.Fatalf("child deposits %d rss %d/%d, want none", c.Deposits(), c.RSS(mmu.MMAnonPages), c.RSS(mmu.MMFilePages))
+			}
+			must(t, m.DestroyMM(c))
+			check(t, m)
+		})
 	}
 }

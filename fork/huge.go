@@ -16,12 +16,29 @@ import (
 // A THP that may be pinned is not shared: the parent's PMD is split and
 // copyHugePMD returns EAGAIN, so that the caller copies its PTEs (the
 // pinned pages are then copied one by one). A file THP is left for the
-// child to refault. ENOMEM when a table cannot be allocated.
+// child to refault. A special huge PMD (a huge PFN map, no struct page
+// to count) is copied as it is, made old, whatever the VMA (Linux 6.12's
+// huge pfnmap fork). ENOMEM when a table cannot be allocated.
 func (c *copier) copyHugePMD(dst, src *mmu.VMA, addr uint64, sp pgtable.Ptr) error {
+	haddr := addr &^ (c.geo.Size(pgtable.PMD) - 1)
+	if pmd := sp.Peek(); c.fm.Special(pmd, pgtable.PMD) {
+		dp, err := c.dpt.WalkAlloc(haddr, pgtable.PMD)
+		if err != nil {
+			return err
+		}
+		c.meter.Add(cost.PTLocks, 2)
+		pmd = c.spt.RawGet(sp)
+		if src.IsCOW() && c.fm.Write(pmd, pgtable.PMD) {
+			// Linux warns: a COW mapping must not map raw frames
+			// writable. Keep both sides read-only, as a COW copy.
+			c.spt.ExchangeLeaf(haddr, sp, c.fm.Wrprotect(pmd, pgtable.PMD))
+			pmd = c.fm.Wrprotect(pmd, pgtable.PMD)
+		}
+		return c.dpt.SetLeaf(haddr, dp, c.fm.MkOld(pmd, pgtable.PMD))
+	}
 	if !dst.Anonymous() {
 		return nil // refilled on fault
 	}
-	haddr := addr &^ (c.geo.Size(pgtable.PMD) - 1)
 	dp, err := c.dpt.WalkAlloc(haddr, pgtable.PMD)
 	if err != nil {
 		return err

@@ -248,13 +248,14 @@ func (mm *MM) zapPTERange(g *tlb.Gather, v *VMA, addr, end uint64, p pgtable.Ptr
 }
 
 // zapHugePMD clears a huge PMD that the range covers whole (zap_huge_pmd)
-// and frees its deposited PTE table.
+// and frees its deposited PTE table. A special leaf (a huge PFN map) has
+// no folio, deposit or RSS to drop.
 func (mm *MM) zapHugePMD(g *tlb.Gather, v *VMA, addr uint64, pmdp pgtable.Ptr) {
 	fm := &mm.m.arch.Format
 	mm.meter.Add(cost.PTLocks, 1)
 	old := mm.pt.ExchangeLeaf(addr, pmdp, fm.None[pgtable.PMD])
 	g.AddRange(addr, addr+mm.m.arch.Geometry.Size(pgtable.PMD), mm.m.arch.Geometry.Shift(pgtable.PMD))
-	if !fm.Present(old, pgtable.PMD) {
+	if !fm.Present(old, pgtable.PMD) || fm.Special(old, pgtable.PMD) {
 		return
 	}
 	mm.withdrawDeposit(true)
@@ -276,7 +277,7 @@ func (mm *MM) zapHugeUpper(g *tlb.Gather, v *VMA, addr uint64, p pgtable.Ptr) {
 	base := addr &^ (size - 1)
 	old := mm.pt.ExchangeLeaf(base, p, fm.None[l])
 	g.AddRange(base, base+size, mm.m.arch.Geometry.Shift(l))
-	if !fm.Present(old, l) {
+	if !fm.Present(old, l) || fm.Special(old, l) {
 		return
 	}
 	folio := mm.Folio(fm.PFN(old, l))
