@@ -313,14 +313,24 @@ func (mm *MM) Deposits() int { return len(mm.deposits) }
 // SplitHugePMD splits the huge PMD at haddr into a PTE table mapping the
 // same pages (__split_huge_pmd): the deposited table is used, the PMD is
 // invalidated and flushed before the table goes in, every page gets its
-// own mapping and reference, and exclusivity passes to every page. It
-// fails with ENOMEM when no table is deposited and none can be allocated.
+// own mapping and reference, and exclusivity passes to every page. A
+// special leaf (a huge PFN map) is cleared instead, to refault. It fails
+// with ENOMEM when no table is deposited and none can be allocated.
 func (mm *MM) SplitHugePMD(v *VMA, haddr uint64, pmdp pgtable.Ptr) error {
 	fm := &mm.m.arch.Format
 	geo := &mm.m.arch.Geometry
 	pmd := mm.pt.RawGet(pmdp)
 	if !fm.IsLeaf(pmd, pgtable.PMD) {
 		return fmt.Errorf("split huge pmd at %#x: not a huge leaf: %w", haddr, EINVAL)
+	}
+	if fm.Special(pmd, pgtable.PMD) {
+		// A huge PFN map has no folio to map by PTEs: the leaf is
+		// cleared and refaults (__split_huge_pmd_locked for
+		// vma_is_special_huge).
+		mm.meter.Add(cost.PTLocks, 1)
+		mm.pt.ExchangeLeaf(haddr, pmdp, fm.None[pgtable.PMD])
+		mm.m.tlb.FlushTLBMMRange(mm.tlb, haddr, haddr+geo.Size(pgtable.PMD), geo.Shift(pgtable.PMD), false)
+		return nil
 	}
 	table := mm.withdrawDeposit(false)
 	if table == nil {

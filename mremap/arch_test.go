@@ -1,6 +1,7 @@
 package mremap
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/ptsim/ptsim/arch/archs"
@@ -303,4 +304,56 @@ func TestHugePUDMove(t *testing.T) {
 	e.wantUnmapped(e.src, pud)
 	e.wantCounts(map[cost.Event]uint64{cost.PUDMoves: 1, cost.PMDMoves: 0, cost.HugePMDMoves: 0, cost.PTEMoves: 0})
 	e.check()
+}
+
+// TestSpecialHugePMDMove moves a huge PFN map (a special PMD leaf, built
+// by hand): aligned, it moves whole as move_huge_pmd moves it, with no
+// deposited table to carry; misaligned, split_huge_pmd clears it (a
+// special VMA refaults its frames) and nothing is left to move. Neither
+// fails, and the model stays consistent.
+func TestSpecialHugePMDMove(t *testing.T) {
+	for _, aligned := range []bool{true, false} {
+		t.Run(fmt.Sprintf("aligned=%v", aligned), func(t *testing.T) {
+			e := newEnv(t, "x86_64")
+			pmd := e.pmd
+			fm := &e.a.Format
+			pt := e.mm.PageTable()
+			e.mm.MmapWriteLock()
+			v := &mmu.VMA{Start: e.src, End: e.src + pmd,
+				Flags: mmu.VMRead | mmu.VMWrite | mmu.VMShared | mmu.VMMayRead | mmu.VMMayWrite | mmu.VMMayShare | mmu.VMPFNMap}
+			if err := e.mm.InsertVMA(v); err != nil {
+				t.Fatal(err)
+			}
+			ptr, err := pt.WalkAlloc(e.src, pgtable.PMD)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw := phys.PFN(e.m.Memory().Frames() - pmd/e.ps) // frames nothing allocates
+			leaf := fm.MkSpecial(fm.MkYoung(fm.MkHugeAt(pgtable.PMD, raw, pgtable.ProtRead|pgtable.ProtWrite|pgtable.ProtShared), pgtable.PMD), pgtable.PMD)
+			if err := pt.SetLeaf(e.src, ptr, leaf); err != nil {
+				t.Fatal(err)
+			}
+			e.mm.MmapWriteUnlock()
+			e.check()
+			e.reset()
+			dst := e.dst
+			if !aligned {
+				dst += e.ps
+			}
+			e.mustMremap(e.src, pmd, pmd, MayMove|Fixed, dst)
+			e.wantUnmapped(e.src, pmd)
+			tr, ok := e.mm.Translate(dst)
+			if aligned {
+				if !ok || tr.Level != pgtable.PMD || tr.PFN != raw || !fm.Special(tr.Entry, pgtable.PMD) {
+					t.Fatalf("after the move: %+v (%v), want the special PMD", tr, ok)
+				}
+				e.wantCounts(map[cost.Event]uint64{cost.HugePMDMoves: 1, cost.PTEMoves: 0})
+				return
+			}
+			if !pt.IsEmpty(dst, pmd) {
+				t.Fatal("a split huge PFN map left entries behind")
+			}
+			e.wantCounts(map[cost.Event]uint64{cost.HugePMDMoves: 0, cost.PTEMoves: 0})
+		})
+	}
 }

@@ -484,7 +484,8 @@ func (p *pmc) moveHuge(oldp, newp pgtable.Ptr, l pgtable.Level) bool {
 	p.meter.Add(cost.PTLocks, locks)
 	e := pt.ExchangeLeaf(p.oldAddr, oldp, fm.None[l])
 	present := fm.Present(e, l)
-	if l == pgtable.PMD && present {
+	// A special leaf (a huge PFN map) has no deposited table to carry.
+	if l == pgtable.PMD && present && !fm.Special(e, l) {
 		if _, err := p.mm.MoveHugePMDDeposit(oldp, newp, p.mv.Old.Anonymous()); err != nil {
 			// A THP without its deposit is a model bug; put the leaf
 			// back and let the caller split or fall back.
