@@ -57,8 +57,23 @@ func runMremap(e *Env, c *Call) error {
 		newAddr = c.Num("hint")
 	}
 	old, oldLen, newLen := c.Num("OLD"), c.Num("OLDLEN"), c.Num("NEWLEN")
-	got, err := mremap.Mremap(mm, old, oldLen, newLen, fl, newAddr)
 	ps := mm.Machine().Arch().PageSize()
+	// A fixed move without a resize moves every VMA of the old range
+	// separately (remap_move, Linux 6.17), keeping the gaps: only the
+	// parts of the target that a moved VMA lands on are unmapped, the
+	// rest of the target keeps its mappings. Note the parts before the
+	// call.
+	var parts []span
+	if fl&mremap.Fixed != 0 && alignUp(oldLen, ps) == alignUp(newLen, ps) && old&(ps-1) == 0 {
+		end := old + alignUp(oldLen, ps)
+		if end > old {
+			for _, v := range mm.VMAsIn(old, end) {
+				a := max(v.Start, old)
+				parts = append(parts, span{a, min(v.End, end) - a})
+			}
+		}
+	}
+	got, err := mremap.Mremap(mm, old, oldLen, newLen, fl, newAddr)
 	oldLen, newLen = alignUp(oldLen, ps), alignUp(newLen, ps)
 	o := e.Oracle()
 	if err != nil {
@@ -77,13 +92,24 @@ func runMremap(e *Env, c *Call) error {
 	if newLen < oldLen {
 		o.Unmap(mm, old+newLen, oldLen-newLen)
 	}
-	if got != old {
+	switch {
+	case got == old:
+	case len(parts) > 0:
+		for _, p := range parts {
+			to := got + (p.addr - old)
+			o.Unmap(mm, to, p.len)
+			o.Move(mm, p.addr, to, p.len)
+		}
+	default:
 		o.Unmap(mm, got, newLen)
 		o.Move(mm, old, got, min(oldLen, newLen))
 	}
 	e.Printf("mremap %#x -> %#x\n", old, got)
 	return nil
 }
+
+// span is a range of addresses: [addr, addr+len).
+type span struct{ addr, len uint64 }
 
 // alignUp rounds n up to a multiple of ps (a power of two), saturating at
 // the top of the space.
