@@ -22,6 +22,8 @@
 //     the page, then commit as pte_map_lock does — count, pmd_same, PTE
 //     lock trylock (never a blocking spin), count again — and set the PTE.
 //     Any abort counts its reason and falls back to the classic fault.
+//     As in v2, an mm with one user (one thread alive in the Sim) does
+//     not speculate: its faults take mmap_lock and count no attempt.
 //   - vma (mmu.SPFVMA), as in Linux 6.4: lock_vma_under_rcu (lockless
 //     lookup; anonymous VMAs with an anon_vma only; vma_start_read fails
 //     when vm_lock_seq equals mm_lock_seq, and re-checks after taking the

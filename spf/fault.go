@@ -68,7 +68,12 @@ func (s *Sim) fault(t *Thread, addr uint64, kind mmu.AccessKind) error {
 	done := false
 	switch s.opt.Mode {
 	case mmu.SPFSeq:
-		done, err = s.speculativeFault(t, addr, kind)
+		// Michel Lespinasse's v2 (28/35, "mm: disable speculative
+		// faults for single threaded user space"): with mm_users 1 the
+		// fault goes straight to mmap_lock, counting no attempt.
+		if s.users > 1 {
+			done, err = s.speculativeFault(t, addr, kind)
+		}
 	case mmu.SPFVMA:
 		done, err = s.vmaFault(t, addr, kind)
 	}
@@ -224,8 +229,11 @@ func (s *Sim) speculativeFault(t *Thread, addr uint64, kind mmu.AccessKind) (boo
 		mm.Meter().Add(cost.EntryReads, 1)
 		child := tb.Child(i)
 		if child == nil {
+			// A pgd, p4d or pud entry none or huge (levels count from
+			// the root down: above PMD is below it in value) aborts
+			// as SPF_ABORT_PUD; a pmd entry none or huge as _PMD.
 			s.walkEnd(t)
-			if tb.Level() > pgtable.PMD {
+			if tb.Level() < pgtable.PMD {
 				return s.abort(cost.SPFAbortPUD)
 			}
 			return s.abort(cost.SPFAbortPMD)

@@ -82,6 +82,8 @@ type Sim struct {
 	faulted               bool
 	// faults counts completed page faults (every path).
 	faults uint64
+	// users is mm_users: the Sim's threads not yet exited.
+	users int
 	// violations are the Sim's own invariant failures.
 	violations []string
 	// err is the first error that stops the run.
@@ -154,11 +156,15 @@ func (s *Sim) Go(name string, cpu int, body func(t *Thread)) error {
 	if body == nil {
 		return fmt.Errorf("spf: thread %s has no body: %w", name, mmu.EINVAL)
 	}
+	// clone(CLONE_VM) takes a reference on the mm (mm_users); the
+	// thread's exit_mm drops it.
+	s.users++
 	s.s.Go(name, cpu, func(st *sched.Thread) {
 		t := &Thread{sim: s, st: st}
 		s.resume(t)
 		body(t)
 		s.charge(t)
+		s.users--
 	})
 	return nil
 }
