@@ -362,7 +362,8 @@ func (s *Sim) unhold(f phys.Folio) {
 //
 // lock_vma_under_rcu counts VMA_LOCK_ABORT (vma_lock_abort) when it finds
 // no VMA, one it may not lock (not anonymous, no anon_vma, write-locked,
-// its lock taken by a writer) or one that no longer holds the address;
+// its lock taken by a writer, userfaultfd armed) or one that no longer
+// holds the address;
 // it counts VMA_LOCK_MISS (vma_lock_miss) when the VMA it locked was
 // detached after the lookup found it, and then looks again. An access
 // error falls back to mmap_lock without a lock_vma_under_rcu counter.
@@ -416,7 +417,9 @@ retry:
 	}
 	s.yield(t, sched.Acquire)
 	mm.Meter().Add(cost.SeqReads, 1)
-	if mm.VMAWriteLocked(v) || !v.Contains(addr) {
+	// userfaultfd_armed: its handler may drop mmap_lock, which a
+	// per-VMA-lock fault does not hold (6.4 falls back).
+	if mm.VMAWriteLocked(v) || v.Flags&mmu.VMUffdWP != 0 || !v.Contains(addr) {
 		unlock()
 		return fail()
 	}

@@ -11,7 +11,7 @@ import (
 // TestVMALockNoVMAIsAbort: lock_vma_under_rcu counts VMA_LOCK_ABORT, not
 // VMA_LOCK_MISS, when the lookup finds no VMA (Linux 6.4's goto inval),
 // and so for a VMA it may not lock (anonymous without an anon_vma, not
-// anonymous); either way the fault falls back to mmap_lock, which maps
+// anonymous, userfaultfd armed); either way the fault falls back to mmap_lock, which maps
 // the page or raises SIGSEGV.
 func TestVMALockNoVMAIsAbort(t *testing.T) {
 	for _, tc := range []struct {
@@ -27,6 +27,16 @@ func TestVMALockNoVMAIsAbort(t *testing.T) {
 		{"anonymous, no anon_vma yet, then locked", func(mm *mmu.MM) error {
 			return mm.Mmap(base, 4*page, mmu.ProtRead|mmu.ProtWrite, mmu.MapFlags{})
 		}, false, true, 2, 1, 1, 1},
+		{"userfaultfd armed (uffd-wp)", func(mm *mmu.MM) error {
+			if err := mm.Mmap(base, 4*page, mmu.ProtRead|mmu.ProtWrite, mmu.MapFlags{}); err != nil {
+				return err
+			}
+			if err := mm.Write(0, base+page, 1); err != nil {
+				return err
+			}
+			mm.FindVMA(base).Flags |= mmu.VMUffdWP
+			return nil
+		}, false, false, 1, 1, 0, 1},
 		{"shared file VMA (not anonymous)", func(mm *mmu.MM) error {
 			return mm.Mmap(base, 4*page, mmu.ProtRead|mmu.ProtWrite, mmu.MapFlags{File: "f", Shared: true})
 		}, false, false, 1, 1, 0, 1},
