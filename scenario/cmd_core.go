@@ -13,6 +13,7 @@ import (
 	"github.com/ptsim/ptsim/cost"
 	"github.com/ptsim/ptsim/internal/errno"
 	"github.com/ptsim/ptsim/mmu"
+	"github.com/ptsim/ptsim/phys"
 )
 
 // coreCommands are the commands for what the machine itself offers; the
@@ -411,10 +412,38 @@ func runMmap(e *Env, c *Call) error {
 		return err
 	}
 	e.oracle.Unmap(mm, addr, length)
-	if fl.Populate && !fl.Shared && prot&mmu.ProtWrite != 0 {
-		e.oracle.CopyOnWrite(mm, addr, length)
+	if fl.Populate && !fl.Shared && prot&mmu.ProtWrite != 0 && fl.File != "" {
+		privateCopies(e.oracle, mm, addr, length)
 	}
 	return nil
+}
+
+// privateCopies tells the oracle which pages of a private writable file
+// mapping MAP_POPULATE copied (it write-faults every page): the pages now
+// mapped by anonymous folios. Populate is best effort, as in Linux: out
+// of memory, it stops and mmap still succeeds, and the pages it did not
+// reach keep following the file.
+func privateCopies(o *Oracle, mm *mmu.MM, addr, length uint64) {
+	ps := mm.Machine().Arch().PageSize()
+	mem := mm.Machine().Memory()
+	start, end := addr, addr+alignUp(length, ps)
+	for va := addr; va <= end; va += ps {
+		copied := false
+		if va < end {
+			if tr, ok := mm.Translate(va); ok {
+				copied = mem.Test(mm.Folio(tr.PFN), phys.FlagAnon)
+			}
+		}
+		if !copied {
+			if va > start {
+				o.CopyOnWrite(mm, start, va-start)
+			}
+			start = va + ps
+		}
+		if va == end {
+			break
+		}
+	}
 }
 
 func runMunmap(e *Env, c *Call) error {
