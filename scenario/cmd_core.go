@@ -88,7 +88,7 @@ func coreCommands() []Command {
 			Args:    rangeArgs(), Opts: []Opt{{Name: "val", Kind: KindValue}}, Run: runCheck,
 		},
 		{
-			Name: "pin", Usage: "pin ADDR LEN", Summary: "take a long-term pin (FOLL_PIN) on every page",
+			Name: "pin", Usage: "pin ADDR LEN", Summary: "take a long-term pin (FOLL_PIN) on every page, all or nothing",
 			Args: rangeArgs(), Run: runPin,
 		},
 		{

@@ -101,7 +101,11 @@
 // (see Oracle): `write` records into it, `check` compares mmu.MM.Content
 // with it. Commands that move or copy data must tell it: mremap calls
 // Oracle.Move(mm, old, new, len) (and Oracle.Unmap for a shrunk tail or a
-// MREMAP_DONTUNMAP source); fork calls Oracle.Fork(parent, child) and then
+// MREMAP_DONTUNMAP source), once per VMA for a fixed move of several
+// VMAs, whose gaps keep the target's mappings; fork calls Oracle.Fork(parent, child) and then
 // Oracle.Unmap(child, ...) for the ranges the child does not inherit; pft
-// calls Oracle.WriteDefault for the pages its threads write.
+// calls Oracle.WriteDefault for the pages its threads write (after a
+// failure part-way, for those that hold what it writes); mmap's populate
+// of a private writable file mapping calls Oracle.CopyOnWrite for the
+// pages it copied (populate is best effort).
 package scenario
