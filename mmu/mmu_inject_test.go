@@ -621,3 +621,35 @@ func TestAccessOutsideSpace(t *testing.T) {
 		})
 	}
 }
+
+// TestUnmappedAreaTopDown finds the highest free range below high, around
+// VMAs above, across and inside the window.
+func TestUnmappedAreaTopDown(t *testing.T) {
+	e := injMachine(t, "x86_64")
+	ps := e.ps
+	// VMAs at pages [10,12), [20,30) and [40,41) above e.va.
+	for _, r := range [][2]uint64{{10, 12}, {20, 30}, {40, 41}} {
+		require.NoError(t, e.mm.Mmap(e.va+r[0]*ps, (r[1]-r[0])*ps, rwProt, mmu.MapFlags{}))
+	}
+	page := func(n uint64) uint64 { return e.va + n*ps }
+	for _, c := range []struct {
+		name            string
+		length          uint64
+		low, high, want uint64
+		ok              bool
+	}{
+		{"gap at the top", 2 * ps, page(0), page(50), page(48), true},
+		{"high inside a VMA", 2 * ps, page(0), page(25), page(18), true},
+		{"skips the gaps too small", 9 * ps, page(0), page(38), page(1), true},
+		{"exact fit between VMAs", 8 * ps, page(0), page(20), page(12), true},
+		{"nothing fits above low", 9 * ps, page(12), page(38), 0, false},
+		{"empty window", ps, page(30), page(29), 0, false},
+		{"window inside one VMA", ps, page(21), page(29), 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, ok := e.mm.UnmappedAreaTopDown(c.length, c.low, c.high)
+			require.Equal(t, c.ok, ok)
+			require.Equal(t, c.want, got)
+		})
+	}
+}

@@ -318,3 +318,30 @@ func (mm *MM) MergeAround(v *VMA) *VMA {
 	}
 	return v
 }
+
+// UnmappedAreaTopDown is vm_unmapped_area with VM_UNMAPPED_AREA_TOPDOWN:
+// the highest address a with [a, a+length) free of VMAs and inside
+// [low, high), and false when there is none. It changes nothing and
+// counts nothing. Cost: one pass over the VMAs, from the top.
+func (mm *MM) UnmappedAreaTopDown(length, low, high uint64) (uint64, bool) {
+	if high < low || high-low < length {
+		return 0, false
+	}
+	vmas := mm.vmas.v
+	gapEnd := high
+	for i := len(vmas) - 1; i >= 0 && gapEnd > low; i-- {
+		v := vmas[i]
+		if v.End > gapEnd { // above the gap, or across its end
+			gapEnd = min(gapEnd, v.Start)
+			continue
+		}
+		if gs := max(v.End, low); gapEnd-gs >= length {
+			return gapEnd - length, true
+		}
+		gapEnd = v.Start
+	}
+	if gapEnd > low && gapEnd-low >= length {
+		return gapEnd - length, true
+	}
+	return 0, false
+}

@@ -223,7 +223,7 @@ func getUnmappedArea(mm *mmu.MM, hint, length uint64, src *mmu.VMA, srcAddr uint
 	var addr uint64
 	found := false
 	if thp {
-		if addr, found = topDown(mm, length+pmd, low, base); found {
+		if addr, found = mm.UnmappedAreaTopDown(length+pmd, low, base); found {
 			sub := (srcAddr - addr) & (pmd - 1)
 			if sub == 0 {
 				addr += pmd
@@ -233,7 +233,7 @@ func getUnmappedArea(mm *mmu.MM, hint, length uint64, src *mmu.VMA, srcAddr uint
 		}
 	}
 	if !found {
-		if addr, found = topDown(mm, length, low, base); !found {
+		if addr, found = mm.UnmappedAreaTopDown(length, low, base); !found {
 			return 0, fmt.Errorf("no free range of %#x bytes: %w", length, mmu.ENOMEM)
 		}
 	}
@@ -241,29 +241,4 @@ func getUnmappedArea(mm *mmu.MM, hint, length uint64, src *mmu.VMA, srcAddr uint
 		return 0, err
 	}
 	return addr, nil
-}
-
-// topDown is vm_unmapped_area top-down: the highest address a with
-// [a, a+length) free and inside [low, high).
-func topDown(mm *mmu.MM, length, low, high uint64) (uint64, bool) {
-	if high < low || high-low < length {
-		return 0, false
-	}
-	vmas := mm.VMAs()
-	gapEnd := high
-	for i := len(vmas) - 1; i >= 0 && gapEnd > low; i-- {
-		v := vmas[i]
-		if v.End > gapEnd {
-			gapEnd = min(gapEnd, v.Start)
-			continue
-		}
-		if gs := max(v.End, low); gapEnd-gs >= length {
-			return gapEnd - length, true
-		}
-		gapEnd = v.Start
-	}
-	if gapEnd > low && gapEnd-low >= length {
-		return gapEnd - length, true
-	}
-	return 0, false
 }

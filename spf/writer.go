@@ -122,7 +122,7 @@ func (t *Thread) mmapAnon(length, guard uint64, prot mmu.Prot, top uint64) (uint
 		return 0, fmt.Errorf("mmap NULL+%#x: %w", length, mmu.EINVAL)
 	}
 	s.downWrite(t, &s.mmapLock)
-	lo, ok := freeTopDown(mm, length+guard, s.m.Arch().Caps.MmapMinAddr+ps, top)
+	lo, ok := mm.UnmappedAreaTopDown(length+guard, s.m.Arch().Caps.MmapMinAddr+ps, top)
 	if !ok {
 		s.upWrite(t, &s.mmapLock)
 		return 0, fmt.Errorf("mmap NULL+%#x below %#x: no free range: %w", length, top, mmu.ENOMEM)
@@ -143,30 +143,4 @@ func (t *Thread) mmapAnon(length, guard uint64, prot mmu.Prot, top uint64) (uint
 	}
 	s.upWrite(t, &s.mmapLock)
 	return addr, err
-}
-
-// freeTopDown is vm_unmapped_area top-down: the highest a with [a,
-// a+length) free and inside [low, high).
-func freeTopDown(mm *mmu.MM, length, low, high uint64) (uint64, bool) {
-	if high < low || high-low < length {
-		return 0, false
-	}
-	vmas := mm.VMAs()
-	gapEnd := high
-	for i := len(vmas) - 1; i >= 0 && gapEnd > low; i-- {
-		v := vmas[i]
-		if v.Start >= gapEnd {
-			continue
-		}
-		if v.End < gapEnd {
-			if gs := max(v.End, low); gapEnd-gs >= length {
-				return gapEnd - length, true
-			}
-		}
-		gapEnd = v.Start
-	}
-	if gapEnd > low && gapEnd-low >= length {
-		return gapEnd - length, true
-	}
-	return 0, false
 }
