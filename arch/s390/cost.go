@@ -1,8 +1,6 @@
 package s390
 
 import (
-	"fmt"
-
 	"github.com/ptsim/ptsim/arch/arm64"
 	"github.com/ptsim/ptsim/arch/x86"
 	"github.com/ptsim/ptsim/cost"
@@ -66,28 +64,8 @@ func derive() map[cost.Event]cost.Figure {
 		// full flush (CR3 reload, 210 ns) plus one IPI round trip.
 		cost.IDTEOps: {PS: 356_000, Source: "estimate (IBM publishes no IDTE latency): a broadcast purge of a table's or an address space's entries, priced as the x86 table's full flush (210 ns) + one IPI (146.2 ns)"},
 	}
-	for e := cost.Event(0); e < cost.NumEvents; e++ {
-		if _, ok := figs[e]; ok {
-			continue
-		}
-		if f := x86.Costs.Figure(e); f.PS > 0 {
-			if s390Latency[e] {
-				figs[e] = cost.Figure{PS: f.PS, Source: "derived: the x86 figure as it is, a memory or interconnect time (x86: " + f.Source + ")"}
-			} else {
-				figs[e] = cost.Figure{PS: f.PS * x86Clock / s390Clock,
-					Source: fmt.Sprintf("derived: the x86 figure's cycles (%d ps at 2.5 GHz) at a z15's 5.2 GHz, x 2.5/5.2 (x86: %s)", f.PS, f.Source)}
-			}
-			continue
-		}
-		if f := arm64.Costs.Figure(e); f.PS > 0 && !armOnly[e] {
-			if s390Latency[e] {
-				figs[e] = cost.Figure{PS: f.PS, Source: "derived: the arm64 figure as it is, a memory time (arm64: " + f.Source + ")"}
-			} else {
-				figs[e] = cost.Figure{PS: f.PS * armClock / s390Clock,
-					Source: fmt.Sprintf("derived: the arm64 figure's cycles (%d ps at ~2 GHz) at a z15's 5.2 GHz, x 2/5.2 (arm64: %s)", f.PS, f.Source)}
-			}
-		}
-	}
+	cost.Rescale{From: x86.Costs, FromName: "x86", FromMHz: x86Clock, ToMHz: s390Clock, To: "a z15", Keep: s390Latency}.Fill(figs)
+	cost.Rescale{From: arm64.Costs, FromName: "arm64", FromMHz: armClock, ToMHz: s390Clock, To: "a z15", Keep: s390Latency, Skip: armOnly}.Fill(figs)
 	return figs
 }
 

@@ -63,28 +63,8 @@ func derive() map[cost.Event]cost.Figure {
 		// ~550 cycles at 1.2 GHz.
 		cost.DcacheFlushes: {PS: 460_000, Source: "estimate: 256 D-cache line invalidations (8 KiB page, 32-byte lines of the UltraSPARC III's 64 KiB D-cache) at ~2 cycles and a membar #Sync, ~550 cycles at 1.2 GHz"},
 	}
-	for e := cost.Event(0); e < cost.NumEvents; e++ {
-		if _, ok := figs[e]; ok {
-			continue
-		}
-		if f := x86.Costs.Figure(e); f.PS > 0 {
-			if sparcLatency[e] {
-				figs[e] = cost.Figure{PS: f.PS, Source: "derived: the x86 figure as it is, a memory or interconnect time (x86: " + f.Source + ")"}
-			} else {
-				figs[e] = cost.Figure{PS: f.PS * x86Clock / sparcClock,
-					Source: fmt.Sprintf("derived: the x86 figure's cycles (%d ps at 2.5 GHz) at the UltraSPARC III's 1.2 GHz, x 2.5/1.2 (x86: %s)", f.PS, f.Source)}
-			}
-			continue
-		}
-		if f := arm64.Costs.Figure(e); f.PS > 0 && !armOnly[e] {
-			if sparcLatency[e] {
-				figs[e] = cost.Figure{PS: f.PS, Source: "derived: the arm64 figure as it is, a memory time (arm64: " + f.Source + ")"}
-			} else {
-				figs[e] = cost.Figure{PS: f.PS * armClock / sparcClock,
-					Source: fmt.Sprintf("derived: the arm64 figure's cycles (%d ps at ~2 GHz) at the UltraSPARC III's 1.2 GHz, x 2/1.2 (arm64: %s)", f.PS, f.Source)}
-			}
-		}
-	}
+	cost.Rescale{From: x86.Costs, FromName: "x86", FromMHz: x86Clock, ToMHz: sparcClock, To: "the UltraSPARC III", Keep: sparcLatency}.Fill(figs)
+	cost.Rescale{From: arm64.Costs, FromName: "arm64", FromMHz: armClock, ToMHz: sparcClock, To: "the UltraSPARC III", Keep: sparcLatency, Skip: armOnly}.Fill(figs)
 	return figs
 }
 

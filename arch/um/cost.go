@@ -59,19 +59,8 @@ func derive() map[cost.Event]cost.Figure {
 		cost.UserMisses: {PS: 90_000, Source: "derived: the x86 host's local DRAM latency, ~90 ns (Skylake-SP, Intel MLC idle latency 80-90 ns, as the x86 table's vma_ops)"},
 		cost.Syscalls:   {PS: sys + 2*cs, Source: fmt.Sprintf("derived: the host's syscall entry/exit (x86 syscalls, %d ps) + two host context switches for the PTRACE_SYSEMU stop and resume (x86 context_switches, %d ps each, Bendersky 2018)", sys, cs)},
 	}
-	for e := cost.Event(0); e < cost.NumEvents; e++ {
-		if _, ok := figs[e]; ok {
-			continue
-		}
-		if f := x86.Costs.Figure(e); f.PS > 0 {
-			figs[e] = cost.Figure{PS: f.PS, Source: "derived: the x86 figure as it is, UML running on the x86 host (x86: " + f.Source + ")"}
-			continue
-		}
-		if f := arm64.Costs.Figure(e); f.PS > 0 && !armOnly[e] {
-			figs[e] = cost.Figure{PS: f.PS * armClock / hostClock,
-				Source: fmt.Sprintf("derived: the arm64 figure's cycles (%d ps at ~2 GHz) at the host's 2.5 GHz, x 2/2.5 (arm64: %s)", f.PS, f.Source)}
-		}
-	}
+	cost.Rescale{From: x86.Costs, FromName: "x86", FromMHz: hostClock, ToMHz: hostClock, To: "UML on the x86 host"}.Fill(figs)
+	cost.Rescale{From: arm64.Costs, FromName: "arm64", FromMHz: armClock, ToMHz: hostClock, To: "the host", Skip: armOnly}.Fill(figs)
 	return figs
 }
 
