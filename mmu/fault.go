@@ -86,8 +86,14 @@ func accessOK(v *VMA, kind AccessKind) bool {
 // call it after their own validation. It fails with EINVAL for a fault
 // without a VMA that contains its address or with an unknown kind.
 func (mm *MM) HandleVMAFault(f *Fault) error {
-	if f == nil || f.VMA == nil || !f.VMA.Contains(f.Addr) || f.Kind > Exec {
-		return fmt.Errorf("fault %+v: no VMA containing the address, or a bad kind: %w", f, EINVAL)
+	if f == nil {
+		return fmt.Errorf("fault: none given: %w", EINVAL)
+	}
+	// The fields are formatted one by one: handing f itself to fmt would
+	// make every caller's Fault escape to the heap, a garbage allocation
+	// per fault.
+	if f.VMA == nil || !f.VMA.Contains(f.Addr) || f.Kind > Exec {
+		return fmt.Errorf("fault at %#x (%v): no VMA containing the address, or a bad kind: %w", f.Addr, f.Kind, EINVAL)
 	}
 	pmdp, err := mm.pt.WalkAlloc(f.Addr, pgtable.PMD)
 	if err != nil {
