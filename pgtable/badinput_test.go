@@ -178,3 +178,44 @@ func TestBadLevelsAndSpaces(t *testing.T) {
 		t.Error("IndexOf or EntrySize of no table")
 	}
 }
+
+// TestCheckPtr checks the full precondition of the entry primitives: the
+// pointer is the entry that maps the address, in a live table of this
+// page table, with its count inside the table.
+func TestCheckPtr(t *testing.T) {
+	pt, _ := newX86(t)
+	const va, other = 0x7f00_0000_0000, 0x7f00_4000_0000
+	for _, a := range []uint64{va, other} {
+		if err := pt.Map(a, 1<<12, 0x1000, pgtable.MapOpts{Prot: pgtable.ProtRead}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, _ := pt.Walk(va, pgtable.PTE)
+	q, _ := pt.Walk(other, pgtable.PTE)
+	if err := pt.CheckPtr(va, p, 4); err != nil {
+		t.Fatalf("a good pointer: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		addr uint64
+		p    pgtable.Ptr
+		nr   int
+	}{
+		{"no table", va, pgtable.Ptr{}, 1},
+		{"another entry", va, pgtable.Ptr{T: p.T, I: p.I + 1}, 1},
+		{"another address's table", va, q, 1},
+		{"count past the end", va, p, p.T.Len() + 1},
+		{"count zero", va, p, 0},
+		{"address outside the space", 1 << 60, p, 1},
+	} {
+		if err := pt.CheckPtr(c.addr, c.p, c.nr); !errors.Is(err, pgtable.EINVAL) {
+			t.Errorf("%s: %v, want EINVAL", c.name, err)
+		}
+	}
+	if err := pt.Unmap(other, 1<<12); err != nil {
+		t.Fatal(err)
+	}
+	if err := pt.CheckPtr(other, q, 1); !errors.Is(err, pgtable.EINVAL) {
+		t.Errorf("a freed table: %v, want EINVAL", err)
+	}
+}
